@@ -1,0 +1,102 @@
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from utils import models
+
+# sha256 of OpenAI's GPT-2 encoder.json / vocab.bpe (the same files tiktoken verifies)
+VOCAB_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
+MERGES_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
+
+
+def test_tokenizer_files_are_the_real_gpt2_bpe():
+    vocab, merges = models.TOKENIZER_DIR / "vocab.json", models.TOKENIZER_DIR / "merges.txt"
+    assert vocab.stat().st_size == 1_042_301 and merges.stat().st_size == 456_318
+    assert hashlib.sha256(vocab.read_bytes()).hexdigest() == VOCAB_SHA256
+    assert hashlib.sha256(merges.read_bytes()).hexdigest() == MERGES_SHA256
+    assert "Modified MIT" in (models.TOKENIZER_DIR / "LICENSE").read_text(encoding="utf-8")
+
+
+def test_tokenizer_matches_gpt2(tok):
+    assert tok("Hello world")["input_ids"] == [15496, 995]
+    assert len(tok) == 50257
+    assert tok.eos_token_id == tok.bos_token_id == tok.pad_token_id == 50256
+    assert tok.decode([15496, 995, 50256]) == "Hello world<|endoftext|>"
+    # the special token is one id, and a leading space is part of the next token
+    assert tok("<|endoftext|> The")["input_ids"] == [50256, 383]
+
+
+def test_tiny_model_shape_and_seed(tok):
+    m = models.tiny_gpt2(tok, seed=0)
+    c = m.config
+    assert (c.n_layer, c.n_head, c.n_embd, c.n_positions, c.vocab_size) == (2, 2, 64, 256, 50257)
+    assert not m.training
+    same = models.tiny_gpt2(tok, seed=0)
+    other = models.tiny_gpt2(tok, seed=1)
+    for (n, a), b, o in zip(m.named_parameters(), same.parameters(), other.parameters()):
+        assert torch.equal(a, b), n
+    assert not torch.equal(m.transformer.h[0].attn.c_attn.weight, other.transformer.h[0].attn.c_attn.weight)
+
+
+def test_tiny_model_leaves_global_rng_alone(tok):
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    models.tiny_gpt2(tok, seed=0)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_fast_mode_loader_returns_tiny_model(monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    model, tok = models.load_model_and_tokenizer("gpt2-large")
+    assert model.config.n_layer == 2 and len(tok) == 50257
+    assert "stands in for 'gpt2-large'" in capsys.readouterr().out
+    out = model(torch.tensor([[15496, 995]]))
+    assert out.logits.shape == (1, 2, 50257)
+
+
+def test_full_mode_offline_says_set_COURSE_FAST(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(models.HubUnavailableError, match="COURSE_FAST=1"):
+        models.load_model_and_tokenizer("gpt2-this-model-is-not-cached", fast=False)
+    assert time.perf_counter() - start < 30
+
+
+def test_full_mode_without_network_fails_fast_not_hangs(tmp_path):
+    """No HF_HUB_OFFLINE, but the Hub is unreachable (port 9 on loopback refuses): a clear error
+    within seconds instead of a minute of download retries."""
+    env = {k: v for k, v in os.environ.items() if k not in {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"}}
+    env.update(COURSE_FAST="0", HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path))
+    code = ("from utils.models import load_model_and_tokenizer\n"
+            "load_model_and_tokenizer('gpt2')\n")
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=models.REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode != 0
+    assert "HubUnavailableError" in proc.stderr and "set COURSE_FAST=1" in proc.stderr
+    assert elapsed < 60, f"took {elapsed:.0f} s"
+
+
+def test_hub_reachable(monkeypatch):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    try:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert models.hub_reachable(timeout=2)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        assert not models.hub_reachable(timeout=2)
+    finally:
+        server.close()
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    assert not models.hub_reachable(timeout=2)

@@ -1,0 +1,138 @@
+"""The repository keeps its promises: pins agree everywhere, notebooks are clean and consistent."""
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+ALL_NOTEBOOKS = NOTEBOOKS + sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))
+PIN = re.compile(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;#]+)$")
+
+
+def requirement_sections() -> dict[str, dict[str, str]]:
+    """requirements.txt pins grouped by their '# --- section ---' header."""
+    sections, current = {}, None
+    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line.startswith("# ---"):
+            current = line.strip("# -")
+            sections[current] = {}
+        elif line and not line.startswith("#"):
+            m = PIN.match(line)
+            assert m, f"requirements.txt: {line!r} is not pinned with =="
+            assert current, f"requirements.txt: {line!r} is outside a section"
+            sections[current][m.group(1).lower()] = m.group(2)
+    return sections
+
+
+def all_pins() -> dict[str, str]:
+    return {k: v for sec in requirement_sections().values() for k, v in sec.items()}
+
+
+def test_requirements_has_the_expected_sections():
+    sections = requirement_sections()
+    assert list(sections) == ["provided by Colab (not reinstalled there)",
+                              "course libraries (installed in Colab by the setup cell)",
+                              "running and testing notebooks locally (not installed in Colab)"]
+    assert sections["provided by Colab (not reinstalled there)"]["torch"] == "2.13.0"
+    for lib in ("transformers", "trl", "peft", "bitsandbytes", "datasets", "accelerate"):
+        assert lib in sections["course libraries (installed in Colab by the setup cell)"]
+
+
+def test_environment_yml_agrees_with_requirements():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
+    deps = env["dependencies"]
+    assert any(isinstance(d, str) and d.startswith("python=") for d in deps)
+    pip_lists = [d["pip"] for d in deps if isinstance(d, dict) and "pip" in d]
+    assert len(pip_lists) == 1, "environment.yml needs exactly one pip section"
+    pins = {}
+    for line in pip_lists[0]:
+        m = PIN.match(line.strip())
+        assert m, f"environment.yml: {line!r} is not pinned with =="
+        pins[m.group(1).lower()] = m.group(2)
+    assert pins == all_pins(), "environment.yml and requirements.txt disagree"
+
+
+def code_cells(nb_path: Path) -> list[str]:
+    nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def setup_constants(nb_path: Path) -> dict:
+    """REPO_URL and COLAB_PINS as assigned in the notebook's first code cell."""
+    tree = ast.parse(code_cells(nb_path)[0])
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id in {"REPO_URL", "COLAB_PINS"}:
+                found[node.targets[0].id] = ast.literal_eval(node.value)
+    return found
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks found"
+
+
+@pytest.mark.parametrize("nb", ALL_NOTEBOOKS, ids=lambda p: p.name)
+def test_colab_install_uses_the_same_pins(nb):
+    pins = setup_constants(nb)["COLAB_PINS"]
+    expected = requirement_sections()["course libraries (installed in Colab by the setup cell)"]
+    assert {p.split("==")[0].lower(): p.split("==")[1] for p in pins} == expected
+    assert not any(p.lower().startswith("torch") for p in pins), "Colab ships torch: never reinstall it"
+
+
+def test_setup_cell_and_repo_url_identical_everywhere():
+    first_cells = {nb.name: code_cells(nb)[0] for nb in ALL_NOTEBOOKS}
+    assert len(set(first_cells.values())) == 1, f"setup cells differ: {sorted(first_cells)}"
+    url = setup_constants(ALL_NOTEBOOKS[0])["REPO_URL"]
+    slug = url.removeprefix("https://github.com/")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    badges = re.findall(r"https://colab\.research\.google\.com/github/([^)\s]+?)/blob/main/(notebooks/[^)\s]+\.ipynb)",
+                        readme)
+    assert badges, "README has no Colab badges"
+    for repo, path in badges:
+        assert repo == slug, f"README badge points to {repo}, REPO_URL is {url}"
+        assert (ROOT / path).exists(), f"README badge links a missing notebook {path}"
+    for nb in ALL_NOTEBOOKS:
+        if nb.parent.name == "solutions":
+            continue
+        first_md = json.loads(nb.read_text(encoding="utf-8"))["cells"][0]
+        assert f"colab.research.google.com/github/{slug}/blob/main/notebooks/{nb.name}" in "".join(first_md["source"])
+        assert f"notebooks/{nb.name}" in readme, f"{nb.name} has no badge in the README course map"
+
+
+@pytest.mark.parametrize("nb", ALL_NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_committed_clean(nb):
+    data = json.loads(nb.read_text(encoding="utf-8"))
+    assert "widgets" not in data.get("metadata", {}), "strip metadata.widgets"
+    for i, cell in enumerate(data["cells"]):
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [], f"cell {i} has outputs"
+            assert cell.get("execution_count") is None, f"cell {i} has an execution count"
+        assert "widgets" not in cell.get("metadata", {})
+
+
+@pytest.mark.parametrize("nb", ALL_NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_safe(nb):
+    text = nb.read_text(encoding="utf-8")
+    assert "trust_remote_code=True" not in text
+    assert not re.search(r"hf_[A-Za-z0-9]{30,}", text), "a Hugging Face token in a notebook"
+    assert "weights_only=False" not in text
+
+
+def test_data_files_are_documented():
+    readme = (ROOT / "data" / "README.md").read_text(encoding="utf-8")
+    for path in (ROOT / "data").rglob("*"):
+        if path.is_file() and path.name != "README.md":
+            rel = path.relative_to(ROOT / "data").as_posix()
+            assert rel in readme or path.parent.name + "/" in readme, f"data/{rel} has no provenance entry"
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "make test" in ci
+    assert "make test" in (ROOT / "README.md").read_text(encoding="utf-8")

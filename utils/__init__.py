@@ -1,0 +1,15 @@
+"""Shared helpers for the instruction-tuning course notebooks.
+
+Each module holds one concern and plain functions:
+
+- ``env``      fast/full mode, Colab detection, device and precision, seeding, versions
+- ``models``   the offline tiny GPT-2 (fast mode) or the real Hub model (full mode)
+- ``masking``  labels with -100 outside the response, a padding collate that keeps EOS
+- ``loss``     masked negative log-likelihood and perplexity
+- ``training`` the small supervised fine-tuning loop of notebook 01
+- ``plotting`` loss curves, next-token bar charts, the mask viewer
+- ``checks``   exercise checkers with specific feedback
+
+Submodules are imported explicitly (``from utils.masking import build_labels``) so that
+importing ``utils`` itself stays cheap.
+"""

@@ -1,0 +1,103 @@
+"""Where are we running, and how should we run here?
+
+Fast mode (``COURSE_FAST=1``) swaps the real models and datasets for a tiny randomly
+initialised GPT-2 and shipped samples, so every notebook runs offline on 2 CPU cores in
+under two minutes. It is decided in exactly one place: :func:`fast_mode`.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+
+import numpy as np
+import torch
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def fast_mode() -> bool:
+    """True when the environment variable ``COURSE_FAST`` is set to 1/true/yes/on."""
+    return os.environ.get("COURSE_FAST", "").strip().lower() in _TRUE
+
+
+def in_colab() -> bool:
+    """True inside a Google Colab runtime."""
+    return "google.colab" in sys.modules
+
+
+@dataclass(frozen=True)
+class DevicePrecision:
+    """The device to train on and how to do the arithmetic there.
+
+    ``precision`` is ``"bf16"`` (autocast to bfloat16, no loss scaler), ``"fp16"``
+    (autocast to float16 with a gradient scaler: mixed precision, fp32 master weights)
+    or ``"fp32"`` (no autocast).
+    """
+
+    device: torch.device
+    precision: str
+    amp_dtype: torch.dtype | None
+    use_grad_scaler: bool
+
+    def autocast(self):
+        """A context manager for the forward pass: autocast on GPU, a no-op otherwise."""
+        if self.amp_dtype is None:
+            return torch.autocast(device_type=self.device.type, enabled=False)
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+
+def pick_device_and_precision(device: str | torch.device | None = None) -> DevicePrecision:
+    """Choose device and precision for training.
+
+    - CUDA with compute capability >= 8 (A100, L4, H100): bf16 autocast.
+    - CUDA below 8 (the free Colab T4 is 7.5): fp16 mixed precision with a loss scaler.
+      ``torch.cuda.is_bf16_supported()`` answers True on a T4 because bf16 is *emulated*
+      there (slowly), so we ask for the compute capability instead.
+    - CPU (and anything else): fp32.
+    """
+    dev = torch.device(device) if device is not None else (
+        torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+    if dev.type == "cuda":
+        major, _minor = torch.cuda.get_device_capability(dev)
+        if major >= 8:
+            return DevicePrecision(dev, "bf16", torch.bfloat16, use_grad_scaler=False)
+        return DevicePrecision(dev, "fp16", torch.float16, use_grad_scaler=True)
+    return DevicePrecision(dev, "fp32", None, use_grad_scaler=False)
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and every GPU) so a run can be repeated."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+_PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "bitsandbytes")
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of Python and the course's main packages ("-" if missing)."""
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "-"
+    return out
+
+
+def print_versions() -> None:
+    """Print package versions, the device, the precision and the mode on one or two lines."""
+    dp = pick_device_and_precision()
+    where = dp.device.type
+    if dp.device.type == "cuda":
+        where = f"cuda ({torch.cuda.get_device_name(dp.device)})"
+    print(" | ".join(f"{k} {v}" for k, v in versions().items()))
+    print(f"device: {where} | precision: {dp.precision} | "
+          f"mode: {'FAST (tiny model, shipped data)' if fast_mode() else 'FULL (real models from the Hub)'}")
