@@ -16,3 +16,18 @@ def test_instruction_sample_schema():
     for i, r in enumerate(records):
         assert set(r) == {"instruction", "input", "output"}, i
         assert all(isinstance(v, str) for v in r.values()) and r["instruction"] and r["output"], i
+
+
+def test_realdata_copies_are_verbatim(realdata):
+    shipped = sorted((ROOT / "data" / "realdata").iterdir())
+    assert [p.name for p in shipped] == sorted(p.name for p in realdata.glob("*.json*"))
+    for path in shipped:
+        assert path.read_bytes() == (realdata / path.name).read_bytes(), path.name
+
+
+def test_every_realdata_file_is_listed_with_a_licence():
+    readme = (ROOT / "data" / "README.md").read_text(encoding="utf-8")
+    for path in (ROOT / "data" / "realdata").iterdir():
+        line = next((l for l in readme.splitlines() if f"`realdata/{path.name}`" in l), None)
+        assert line is not None, f"{path.name} is not in data/README.md"
+        assert any(lic in line for lic in ("CC BY", "MIT", "Apache-2.0")), f"{path.name}: no licence named"

@@ -129,7 +129,7 @@ def test_data_files_are_documented():
     for path in (ROOT / "data").rglob("*"):
         if path.is_file() and path.name != "README.md":
             rel = path.relative_to(ROOT / "data").as_posix()
-            assert rel in readme or path.parent.name + "/" in readme, f"data/{rel} has no provenance entry"
+            assert f"`{rel}`" in readme, f"data/{rel} has no provenance entry in data/README.md"
 
 
 def test_ci_runs_the_readme_test_command():

@@ -65,8 +65,8 @@ class DataFormatError(Exception):
 
     def _message(self) -> str:
         where = f"{self.path}: " if self.path else ""
-        what = "file" if self.index is None else f"record {self.index}"
-        return f"{where}{what}: {self.reason}"
+        what = "" if self.index is None else f"record {self.index}: "
+        return f"{where}{what}{self.reason}"
 
     def locate(self, path: str | Path | None = None, index: int | None = None) -> "DataFormatError":
         """The same error with the file and record filled in (when they were unknown)."""
@@ -336,8 +336,16 @@ def _subtree_ids(node: dict) -> list[str]:
     return out
 
 
-def _rank_key(node: dict) -> tuple:
+def _rank(node: dict) -> int | None:
+    """The reply's rank (0 = best), or None when unranked (missing, None or NaN in Hub exports)."""
     rank = node.get("rank")
+    if isinstance(rank, float) and rank == rank and rank.is_integer():
+        rank = int(rank)
+    return rank if isinstance(rank, int) and not isinstance(rank, bool) else None
+
+
+def _rank_key(node: dict) -> tuple:
+    rank = _rank(node)
     return (rank is None, rank if rank is not None else 0)
 
 
@@ -367,7 +375,7 @@ def oasst_threads(root: dict, *, source: str, index: int, top_only: bool = False
         msgs = [{"role": OASST_ROLES[n["role"]], "content": n["text"]} for n in path]
         meta = {"index": index, "tree_id": root.get("message_tree_id", root["message_id"]),
                 "lang": root.get("lang"),
-                "messages_meta": [{"message_id": n["message_id"], "rank": n.get("rank"),
+                "messages_meta": [{"message_id": n["message_id"], "rank": _rank(n),
                                    "synthetic": n.get("synthetic"), "lang": n.get("lang")} for n in path]}
         convs.append(_conv(path[-1]["message_id"], source, msgs, meta))
 
@@ -381,7 +389,7 @@ def oasst_threads(root: dict, *, source: str, index: int, top_only: bool = False
             best = min(children, key=_rank_key)
             for c in children:
                 if c is not best:
-                    drop(c, f"not the top-ranked reply (rank {c.get('rank')})")
+                    drop(c, f"not the top-ranked reply (rank {_rank(c)})")
             children = [best]
         emitted = False
         for child in children:
