@@ -417,21 +417,16 @@ def _oasst(row, idx, source, top_only=False, **_):
 def _oasst_flat(rows: Sequence[Any], indices: Sequence[int], source: str, top_only: bool,
                 errors: str, path) -> tuple[list[dict], list[dict]]:
     """Hub ``OpenAssistant/oasst1`` rows (one message each) → trees → threads."""
-    nodes, where, rejects = {}, {}, []
-    for idx, row in zip(indices, rows):
-        try:
-            if isinstance(row, _InvalidJSON):
-                raise DataFormatError(row.reason)
-            if not isinstance(row, dict):
-                raise DataFormatError(f"expected a JSON object, got {type(row).__name__}")
-            mid = _get(row, "message_id")
-            _get(row, "parent_id", (str, type(None)), optional=True)
-            nodes[mid] = dict(row, replies=[])
-            where[mid] = idx
-        except DataFormatError as err:
-            if errors == "raise":
-                raise err.locate(path, idx)
-            rejects.append({"index": idx, "reason": err.reason})
+    nodes, where = {}, {}
+
+    def collect(row, idx):
+        mid = _get(row, "message_id")
+        _get(row, "parent_id", (str, type(None)), optional=True)
+        nodes[mid] = dict(row, replies=[])
+        where[mid] = idx
+        return [], []
+
+    _, rejects = _convert_each(rows, indices, collect, errors, path)
     roots = []
     for mid, node in nodes.items():
         parent = node.get("parent_id")
@@ -523,6 +518,32 @@ def _resolve_format(rows, indices, fmt, path) -> str:
         raise err.locate(path, indices[rows.index(first)]) from None
 
 
+def _convert_each(rows: Sequence[Any], indices: Sequence[int], convert: Callable, errors: str,
+                  path) -> tuple[list, list]:
+    """Run ``convert(row, index) -> (items, dropped)`` over every row.
+
+    A DataFormatError raises (``errors="raise"``, with file and record filled in) or becomes a
+    reject ``{"index", "reason"}`` (``errors="collect"``); ``dropped`` are rejects a converter
+    reports for parts of a row (OpenAssistant messages).
+    """
+    items, rejects = [], []
+    for idx, row in zip(indices, rows):
+        try:
+            if isinstance(row, _InvalidJSON):
+                raise DataFormatError(row.reason)
+            if not isinstance(row, dict):
+                raise DataFormatError(f"expected a JSON object, got {type(row).__name__}")
+            got, dropped = convert(row, idx)
+        except DataFormatError as err:
+            if errors == "raise":
+                raise err.locate(path, idx) from None
+            rejects.append({"index": idx, "reason": err.reason})
+            continue
+        items += got
+        rejects += dropped
+    return items, rejects
+
+
 def convert_records(rows: Iterable[Any], format: str, *, source: str | None = None, errors: str = "raise",
                     top_only: bool = False, indices: Sequence[int] | None = None, path=None):
     """Convert already-parsed rows (e.g. from ``datasets.load_dataset``) to conversations.
@@ -538,21 +559,8 @@ def convert_records(rows: Iterable[Any], format: str, *, source: str | None = No
         records, rejects = _oasst_flat(rows, indices, source, top_only, errors, path)
     else:
         convert = _RECORD_CONVERTERS[format]
-        records, rejects = [], []
-        for idx, row in zip(indices, rows):
-            try:
-                if isinstance(row, _InvalidJSON):
-                    raise DataFormatError(row.reason)
-                if not isinstance(row, dict):
-                    raise DataFormatError(f"expected a JSON object, got {type(row).__name__}")
-                convs, dropped = convert(row, idx, source, top_only=top_only)
-            except DataFormatError as err:
-                if errors == "raise":
-                    raise err.locate(path, idx) from None
-                rejects.append({"index": idx, "reason": err.reason})
-                continue
-            records += convs
-            rejects += dropped
+        records, rejects = _convert_each(rows, indices, lambda row, idx: convert(row, idx, source, top_only=top_only),
+                                         errors, path)
     if errors == "collect":
         return records, rejects
     if rejects:  # only structural leftovers (e.g. OpenAssistant prompts nobody answered) get here
@@ -595,18 +603,7 @@ def convert_preferences(rows: Iterable[Any], format: str, *, source: str | None 
         raise DataFormatError(f"format '{format}' has no preference pairs (expected one of "
                               f"{', '.join(PREFERENCE_FORMATS)})", None, path)
     source, convert = source or format, _PREFERENCE_CONVERTERS[format]
-    pairs, rejects = [], []
-    for idx, row in zip(indices, rows):
-        try:
-            if isinstance(row, _InvalidJSON):
-                raise DataFormatError(row.reason)
-            if not isinstance(row, dict):
-                raise DataFormatError(f"expected a JSON object, got {type(row).__name__}")
-            pairs.append(convert(row, idx, source))
-        except DataFormatError as err:
-            if errors == "raise":
-                raise err.locate(path, idx) from None
-            rejects.append({"index": idx, "reason": err.reason})
+    pairs, rejects = _convert_each(rows, indices, lambda row, idx: ([convert(row, idx, source)], []), errors, path)
     return (pairs, rejects) if errors == "collect" else pairs
 
 
