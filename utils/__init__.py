@@ -4,6 +4,8 @@ Each module holds one concern and plain functions:
 
 - ``env``      fast/full mode, Colab detection, device and precision, seeding, versions
 - ``models``   the offline tiny GPT-2 (fast mode) or the real Hub model (full mode)
+- ``data``     real dataset formats → one conversation schema; filters, dedup, splits
+- ``chat``     prompt templates (Alpaca, the GPT-2 ``[BOS, I, SEP, Y, EOS]`` format)
 - ``masking``  labels with -100 outside the response, a padding collate that keeps EOS
 - ``loss``     masked negative log-likelihood and perplexity
 - ``training`` the small supervised fine-tuning loop of notebook 01
