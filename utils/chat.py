@@ -56,3 +56,109 @@ GPT2_SFT = PromptTemplate(
     bos="<|endoftext|>",
     eos="<|endoftext|>",
 )
+
+
+# --------------------------------------------------------------------------- chat (ChatML for GPT-2)
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+CHAT_ROLES = ("system", "user", "assistant")
+
+#: A ChatML chat template for GPT-2, which ships none. Every assistant reply and its end-of-turn
+#: marker sit inside ``{% generation %}`` so ``return_assistant_tokens_mask`` (and TRL's
+#: ``assistant_only_loss``) can find them. Newlines are emitted as ``{{ '\n' }}`` expressions:
+#: Jinja's whitespace control would otherwise swallow them.
+CHATML_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{%- else -%}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+)
+
+
+def add_chat_tokens(tokenizer, model=None):
+    """Make ``<|im_start|>`` and ``<|im_end|>`` special tokens and install :data:`CHATML_TEMPLATE`.
+
+    As special tokens the markers are one id each, can never be produced by ordinary text, and
+    give generation a single id to stop at. The price: two new embedding rows, which the model
+    must learn. ``resize_token_embeddings(mean_resizing=True)`` starts them at the average of
+    the existing embeddings (drawn around their mean with their covariance) rather than at
+    random, so their first logits are ordinary instead of extreme. Returns ``(im_start_id, im_end_id)``.
+    """
+    tokenizer.add_special_tokens({"additional_special_tokens": [IM_START, IM_END]})
+    tokenizer.chat_template = CHATML_TEMPLATE
+    if model is not None and model.get_input_embeddings().weight.shape[0] != len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    ids = tokenizer.convert_tokens_to_ids([IM_START, IM_END])
+    if model is not None:
+        model.generation_config.eos_token_id = ids[1]       # a reply ends at <|im_end|>
+    return tuple(ids)
+
+
+def check_roles(messages) -> None:
+    """Assert the conversation shape :func:`render` accepts: optional system first, then user and
+    assistant strictly alternating, starting with user (it may end with either)."""
+    roles = [m["role"] for m in messages]
+    for k, role in enumerate(roles):
+        assert role in CHAT_ROLES, f"message {k}: unknown role {role!r}"
+    turns = roles[1:] if roles and roles[0] == "system" else roles
+    assert "system" not in turns, "only the first message may be a system message"
+    for k, role in enumerate(turns):
+        expected = "user" if k % 2 == 0 else "assistant"
+        assert role == expected, f"roles must alternate user/assistant: turn {k} is {role!r}, expected {expected!r}"
+        assert isinstance(messages[len(roles) - len(turns) + k]["content"], str), f"turn {k}: content must be str"
+
+
+def render(messages, tokenizer, add_generation_prompt: bool = False,
+           train_on: str = "all") -> tuple[list[int], list[int]]:
+    """Token ids of a conversation in :data:`CHATML_TEMPLATE`, and the assistant mask.
+
+    Written from scratch (after nanochat's ``render_conversation``): each message is
+    ``<|im_start|>`` + ``"{role}\\n{content}"`` + ``<|im_end|>`` + ``"\\n"``. The text between two
+    special tokens is tokenised as one piece, exactly as ``apply_chat_template`` does — a
+    newline that starts the content merges with the header's newline, so header and content
+    cannot be tokenised separately.
+
+    mask[i] = 1 for tokens to train on: every token that overlaps an assistant reply's
+    content, and its ``<|im_end|>``; ``train_on="last"`` keeps only the final reply.
+
+    Departure from ``apply_chat_template``: text inside a message that spells a special token
+    (``"<|im_end|>"``, ``"<|endoftext|>"``) stays ordinary text here
+    (``split_special_tokens=True``), so a user cannot inject a turn boundary;
+    ``apply_chat_template`` would turn it into the special token.
+
+    Returns:
+        ``(input_ids, assistant_mask)``, two lists of equal length.
+    """
+    assert train_on in ("all", "last"), f"train_on must be 'all' or 'last', not {train_on!r}"
+    check_roles(messages)
+    im_start, im_end = tokenizer.convert_tokens_to_ids([IM_START, IM_END])
+    assert im_start != tokenizer.unk_token_id and im_end != tokenizer.unk_token_id, \
+        "call add_chat_tokens(tokenizer) first"
+    last_assistant = max((k for k, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
+    ids, mask = [], []
+
+    def text(piece: str, supervised_from: int | None = None):
+        # Tokenise one piece of text; tokens ending after char `supervised_from` are supervised.
+        if not piece:
+            return
+        enc = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
+        ids.extend(enc["input_ids"])
+        mask.extend(int(supervised_from is not None and end > supervised_from) for _, end in enc["offset_mapping"])
+
+    for k, m in enumerate(messages):
+        train = m["role"] == "assistant" and (train_on == "all" or k == last_assistant)
+        header = f"{m['role']}\n"
+        ids.append(im_start)
+        mask.append(0)
+        text(header + m["content"], supervised_from=len(header) if train else None)
+        ids.append(im_end)
+        mask.append(int(train))
+        text("\n")
+    if add_generation_prompt:
+        ids.append(im_start)
+        mask.append(0)
+        text("assistant\n")
+    return ids, mask

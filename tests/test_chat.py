@@ -1,0 +1,178 @@
+"""utils.chat: the ChatML template for GPT-2 and the hand-written render agree with the library."""
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from utils.chat import ALPACA, GPT2_SFT, IM_END, IM_START, add_chat_tokens, render
+from utils.data import load_records
+
+
+@pytest.fixture(scope="module")
+def chat_tok():
+    from utils.models import load_gpt2_tokenizer
+    tok = load_gpt2_tokenizer()
+    add_chat_tokens(tok)
+    return tok
+
+
+def library(messages, tok, **kw):
+    out = tok.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, **kw)
+    return out["input_ids"], out["assistant_masks"]
+
+
+def test_add_chat_tokens(chat_tok):
+    assert len(chat_tok) == 50259
+    assert chat_tok.convert_tokens_to_ids([IM_START, IM_END]) == [50257, 50258]
+    assert chat_tok("Hello world")["input_ids"] == [15496, 995]          # GPT-2's own ids unchanged
+
+
+def test_add_chat_tokens_resizes_model_with_mean_init(tok):
+    from utils.models import load_gpt2_tokenizer, tiny_gpt2
+    t = load_gpt2_tokenizer()
+    model = tiny_gpt2(t, seed=0)
+    old = model.get_input_embeddings().weight.detach().clone()
+    ids = add_chat_tokens(t, model)
+    emb = model.get_input_embeddings().weight.detach()
+    assert emb.shape[0] == 50259 and (emb[:50257] == old).all()
+    assert (emb[list(ids)] - old.mean(0)).norm(dim=1).max() < 3 * old.std(0).norm()   # near the mean, not random
+    assert model.generation_config.eos_token_id == ids[1]
+    assert model.get_output_embeddings().weight.shape[0] == 50259       # tied LM head follows
+
+
+def test_template_text(chat_tok):
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"}]
+    assert chat_tok.apply_chat_template(msgs, tokenize=False) == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\nHello!<|im_end|>\n")
+    assert chat_tok.apply_chat_template(msgs[:2], tokenize=False, add_generation_prompt=True).endswith(
+        "<|im_end|>\n<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("name", ["sharegpt_fastchat_dummy_conversation.first200.json",
+                                  "openai_chat_finetune_toy.jsonl", "oasst_message_trees.first50.jsonl"])
+def test_render_equals_apply_chat_template_on_real_conversations(realdata, chat_tok, name):
+    records = load_records(realdata / name, errors="collect")[0]
+    for rec in records[:60]:
+        ids, mask = render(rec["messages"], chat_tok)
+        assert (ids, mask) == library(rec["messages"], chat_tok), rec["id"]
+        ids_gen, _ = render(rec["messages"][:-1], chat_tok, add_generation_prompt=True)
+        assert ids_gen == library(rec["messages"][:-1], chat_tok, add_generation_prompt=True)[0]
+
+
+SPECIAL_TEXT = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+plain_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=25).filter(
+    lambda s: not any(t in s for t in SPECIAL_TEXT))
+tricky_text = st.one_of(plain_text, st.sampled_from(["", "\n", "\n\n", " ", "user\n", "assistant\n", "Xin chào 👋",
+                                                     "<|im_start|>assistant\n", "<|im_end|>", "a<|endoftext|>b"]))
+
+
+@st.composite
+def conversations(draw, text=plain_text):
+    msgs = []
+    if draw(st.booleans()):
+        msgs.append({"role": "system", "content": draw(text)})
+    for _ in range(draw(st.integers(1, 3))):
+        msgs.append({"role": "user", "content": draw(text)})
+        msgs.append({"role": "assistant", "content": draw(text)})
+    return msgs
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(msgs=conversations())
+def test_property_render_equals_library(chat_tok, msgs):
+    assert render(msgs, chat_tok) == library(msgs, chat_tok)
+
+
+def spells(text: str, replies: list[str]) -> bool:
+    if not replies:
+        return text == ""
+    r = replies[0]
+    options = [r + IM_END] + (["\n" + r + IM_END] if r[:1].isspace() else [])
+    return any(text.startswith(o) and spells(text[len(o):], replies[1:]) for o in options)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(msgs=conversations(text=tricky_text), last_only=st.booleans())
+def test_property_mask_covers_exactly_the_replies(chat_tok, msgs, last_only):
+    ids, mask = render(msgs, chat_tok, train_on="last" if last_only else "all")
+    im_start, im_end = chat_tok.convert_tokens_to_ids([IM_START, IM_END])
+    assert len(ids) == len(mask)
+    # one structural <|im_start|>/<|im_end|> per message: text that spells a marker stays text
+    assert ids.count(im_start) == len(msgs) and ids.count(im_end) == len(msgs)
+    replies = [m["content"] for m in msgs if m["role"] == "assistant"]
+    if last_only:
+        replies = replies[-1:]
+    supervised = chat_tok.decode([i for i, m in zip(ids, mask) if m], skip_special_tokens=False)
+    # each reply + <|im_end|>, in order; a reply that starts with whitespace may share its first token
+    # with the header's newline ("assistant\n" + "\n" is one token), which then carries that newline too
+    assert spells(supervised, replies), (supervised, replies)
+    # every system and user token is unsupervised; the whole text survives
+    unsupervised = chat_tok.decode([i for i, m in zip(ids, mask) if not m], skip_special_tokens=False)
+    for m in msgs:
+        if m["role"] != "assistant":
+            assert m["content"] in unsupervised
+    assert chat_tok.decode(ids, skip_special_tokens=False) == "".join(
+        f"{IM_START}{m['role']}\n{m['content']}{IM_END}\n" for m in msgs)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ([{"role": "assistant", "content": "hi"}], "turn 0 is 'assistant', expected 'user'"),
+    ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "turn 1 is 'user'"),
+    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "system", "content": "s"}],
+     "only the first message may be a system message"),
+    ([{"role": "bot", "content": "a"}], "unknown role 'bot'"),
+])
+def test_render_rejects_bad_role_order(chat_tok, bad, match):
+    with pytest.raises(AssertionError, match=match):
+        render(bad, chat_tok)
+
+
+def test_render_needs_chat_tokens(tok):
+    with pytest.raises(AssertionError, match="add_chat_tokens"):
+        render([{"role": "user", "content": "a"}], tok)
+
+
+def test_last_turn_only(chat_tok):
+    msgs = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+            {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]
+    ids, all_mask = render(msgs, chat_tok)
+    _, last_mask = render(msgs, chat_tok, train_on="last")
+    assert chat_tok.decode([i for i, m in zip(ids, all_mask) if m]) == "b<|im_end|>d<|im_end|>"
+    assert chat_tok.decode([i for i, m in zip(ids, last_mask) if m]) == "d<|im_end|>"
+
+
+def test_prompt_templates():
+    assert ALPACA.render_prompt("Add.", "2 and 3").endswith("### Instruction:\nAdd.\n\n### Input:\n2 and 3\n\n### Response:\n")
+    assert GPT2_SFT.text("Add 2 and 3.", "", "5") == "<|endoftext|>Add 2 and 3.\n\n### Response:\n5<|endoftext|>"
+
+
+def test_render_labels_equal_trl_sft_trainer_batch(realdata, tmp_path):
+    """What TRL's SFTTrainer(assistant_only_loss=True) feeds the model == render's mask as labels."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from utils.models import load_gpt2_tokenizer, tiny_gpt2
+    tok = load_gpt2_tokenizer()
+    model = tiny_gpt2(tok)
+    add_chat_tokens(tok, model)
+    convs = [r["messages"] for r in load_records(realdata / "openai_chat_finetune_toy.jsonl", errors="collect")[0][:3]]
+    convs += [r["messages"] for r in load_records(realdata / "oasst_message_trees.first50.jsonl", errors="collect",
+                                                  top_only=True)[0][:3] if len(r["messages"]) <= 4]
+    convs += [r["messages"] for r in load_records(realdata / "sharegpt_fastchat_dummy_conversation.first200.json")[:3]]
+    args = SFTConfig(output_dir=str(tmp_path), assistant_only_loss=True, per_device_train_batch_size=len(convs),
+                     max_length=None, report_to=[], bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list([{"messages": c} for c in convs]),
+                         processing_class=tok)
+    batch = next(iter(trainer.get_train_dataloader()))
+    expected = {}
+    for c in convs:
+        ids, mask = render(c, tok)
+        expected[tuple(ids)] = [i if m else -100 for i, m in zip(ids, mask)]
+    assert batch["input_ids"].shape[0] == len(convs)
+    for row in range(len(convs)):
+        n = int(batch["attention_mask"][row].sum())
+        ids = tuple(batch["input_ids"][row, :n].tolist())
+        assert ids in expected, "TRL tokenised a conversation differently from render"
+        assert batch["labels"][row, :n].tolist() == expected[ids]
+        assert (batch["labels"][row, n:] == -100).all()
