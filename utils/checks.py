@@ -27,6 +27,17 @@ def _spans(positions: list[int]) -> str:
     return ", ".join(out)
 
 
+def _report(problems: list[str], success: str) -> bool:
+    """Print the verdict: each problem on its own line, or the success message."""
+    if problems:
+        print("❌ Not yet:")
+        for p in problems:
+            print("   -", p)
+        return False
+    print(success)
+    return True
+
+
 def prompt_mask_problems(labels, input_ids: Sequence[int], prompt_len: int, eos_id: int = 50256,
                          ignore_index: int = IGNORE_INDEX) -> list[str]:
     """Problems with ``labels`` for ``input_ids = prompt + response + [EOS]``.
@@ -75,14 +86,8 @@ def check_prompt_mask(labels, input_ids: Sequence[int], prompt_len: int, eos_id:
         print("⏳ Not attempted yet: replace `None` with your list of labels.")
         return False
     problems = prompt_mask_problems(labels, input_ids, prompt_len, eos_id, ignore_index)
-    if problems:
-        print("❌ Not yet:")
-        for p in problems:
-            print("   -", p)
-        return False
     n = len(_as_list(input_ids)) - prompt_len
-    print(f"✅ Correct: {prompt_len} prompt tokens masked, {n} tokens supervised (response + EOS).")
-    return True
+    return _report(problems, f"✅ Correct: {prompt_len} prompt tokens masked, {n} tokens supervised (response + EOS).")
 
 
 # --------------------------------------------------------------------------- notebook 02
@@ -171,13 +176,8 @@ def check_forum_converter(convert) -> bool:
     if problems is None or any("NotImplementedError" in p for p in problems):
         print("⏳ Not attempted yet: write convert_forum(row, index) and run this cell again.")
         return False
-    if problems:
-        print("❌ Not yet:")
-        for p in problems:
-            print("   -", p)
-        return False
-    print(f"✅ Correct: {len(FORUM_ROWS) - 1} rows converted, the row without answers rejected with a reason.")
-    return True
+    return _report(problems, f"✅ Correct: {len(FORUM_ROWS) - 1} rows converted, "
+                             "the row without answers rejected with a reason.")
 
 
 # --------------------------------------------------------------------------- notebook 03
@@ -215,13 +215,8 @@ def check_assistant_mask(mask, messages, tokenizer) -> bool:
         print("⏳ Not attempted yet: replace `None` with your mask (a list of 0/1, one per token).")
         return False
     problems = assistant_mask_problems(mask, messages, tokenizer)
-    if problems:
-        print("❌ Not yet:")
-        for p in problems:
-            print("   -", p)
-        return False
-    print(f"✅ Correct: {sum(_as_list(mask))} of {len(_as_list(mask))} tokens supervised — every reply and its <|im_end|>.")
-    return True
+    return _report(problems, f"✅ Correct: {sum(_as_list(mask))} of {len(_as_list(mask))} tokens supervised — "
+                             "every reply and its <|im_end|>.")
 
 
 def last_turn_template_problems(template: str, tokenizer, conversations) -> list[str]:
@@ -263,10 +258,5 @@ def last_turn_template_problems(template: str, tokenizer, conversations) -> list
 def check_last_turn_template(template: str, tokenizer, conversations) -> bool:
     """Print feedback on the notebook-03 template exercise; True when it is right."""
     problems = last_turn_template_problems(template, tokenizer, conversations)
-    if problems:
-        print("❌ Not yet:")
-        for p in problems:
-            print("   -", p)
-        return False
-    print(f"✅ Correct: on {len(conversations)} conversations only the final reply (and its <|im_end|>) is supervised.")
-    return True
+    return _report(problems, f"✅ Correct: on {len(conversations)} conversations only the final reply "
+                             "(and its <|im_end|>) is supervised.")
