@@ -24,6 +24,7 @@ def test_add_chat_tokens(chat_tok):
     assert len(chat_tok) == 50259
     assert chat_tok.convert_tokens_to_ids([IM_START, IM_END]) == [50257, 50258]
     assert chat_tok("Hello world")["input_ids"] == [15496, 995]          # GPT-2's own ids unchanged
+    assert chat_tok.eos_token_id == 50258 and chat_tok.pad_token_id == 50256  # replies end at <|im_end|>
 
 
 def test_add_chat_tokens_resizes_model_with_mean_init(tok):
@@ -176,3 +177,29 @@ def test_render_labels_equal_trl_sft_trainer_batch(realdata, tmp_path):
         assert ids in expected, "TRL tokenised a conversation differently from render"
         assert batch["labels"][row, :n].tolist() == expected[ids]
         assert (batch["labels"][row, n:] == -100).all()
+
+
+def test_reply_ids_slices_prompt_and_stops_at_im_end(chat_tok):
+    """A stub model that always predicts the same next token: the reply is exactly the new ids."""
+    import torch
+
+    from utils.chat import chat, reply_ids
+    im_end = chat_tok.convert_tokens_to_ids(IM_END)
+
+    class Stub(torch.nn.Module):
+        device = torch.device("cpu")
+
+        def __init__(self, script):
+            super().__init__()
+            self.script = script
+
+        def generate(self, x, attention_mask, max_new_tokens, eos_token_id, pad_token_id, do_sample):
+            assert eos_token_id == im_end and not do_sample
+            new = self.script[:max_new_tokens]
+            return torch.cat([x, torch.tensor([new])], dim=1)
+
+    msgs = [{"role": "user", "content": "Hi"}]
+    hello = chat_tok("Hello!")["input_ids"]
+    assert reply_ids(Stub(hello + [im_end]), chat_tok, msgs) == hello + [im_end]
+    assert chat(Stub(hello + [im_end]), chat_tok, msgs) == "Hello!"
+    assert chat(Stub(hello), chat_tok, msgs, max_new_tokens=1) == chat_tok.decode(hello[:1])

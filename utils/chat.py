@@ -89,11 +89,17 @@ def add_chat_tokens(tokenizer, model=None):
     """
     tokenizer.add_special_tokens({"additional_special_tokens": [IM_START, IM_END]})
     tokenizer.chat_template = CHATML_TEMPLATE
+    # A reply ends at <|im_end|>: make it the EOS, so trainers and generate() stop there.
+    # Padding stays <|endoftext|> (pad positions are masked by the labels anyway).
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.eos_token = IM_END
     if model is not None and model.get_input_embeddings().weight.shape[0] != len(tokenizer):
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     ids = tokenizer.convert_tokens_to_ids([IM_START, IM_END])
     if model is not None:
-        model.generation_config.eos_token_id = ids[1]       # a reply ends at <|im_end|>
+        model.config.eos_token_id = model.generation_config.eos_token_id = ids[1]
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
     return tuple(ids)
 
 
@@ -162,3 +168,32 @@ def render(messages, tokenizer, add_generation_prompt: bool = False,
         mask.append(0)
         text("assistant\n")
     return ids, mask
+
+
+def reply_ids(model, tokenizer, messages, max_new_tokens: int = 64, **generate_kwargs) -> list[int]:
+    """Generate the assistant's next reply to ``messages`` (which end with a user turn).
+
+    The conversation is rendered exactly as in training, with the ``<|im_start|>assistant\\n``
+    generation prompt; generation stops at ``<|im_end|>``. The reply is taken by slicing off the
+    prompt's token ids (never by searching the decoded text). Greedy unless ``generate_kwargs``
+    say otherwise. Returns the new ids, ending with ``<|im_end|>`` when the model closed its turn.
+    """
+    import torch
+
+    ids, _ = render(messages, tokenizer, add_generation_prompt=True)
+    im_end = tokenizer.convert_tokens_to_ids(IM_END)
+    x = torch.tensor([ids], device=model.device)
+    generate_kwargs.setdefault("do_sample", False)
+    with torch.no_grad():
+        out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens,
+                             eos_token_id=im_end, pad_token_id=tokenizer.pad_token_id, **generate_kwargs)
+    return out[0, len(ids):].tolist()
+
+
+def chat(model, tokenizer, messages, max_new_tokens: int = 64, **generate_kwargs) -> str:
+    """The assistant's reply to ``messages`` as text, without the end-of-turn marker."""
+    new = reply_ids(model, tokenizer, messages, max_new_tokens, **generate_kwargs)
+    im_end = tokenizer.convert_tokens_to_ids(IM_END)
+    if new and new[-1] == im_end:
+        new = new[:-1]
+    return tokenizer.decode(new)
