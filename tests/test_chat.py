@@ -203,3 +203,14 @@ def test_reply_ids_slices_prompt_and_stops_at_im_end(chat_tok):
     assert reply_ids(Stub(hello + [im_end]), chat_tok, msgs) == hello + [im_end]
     assert chat(Stub(hello + [im_end]), chat_tok, msgs) == "Hello!"
     assert chat(Stub(hello), chat_tok, msgs, max_new_tokens=1) == chat_tok.decode(hello[:1])
+
+
+def test_encode_instruction_is_bos_i_sep_y_eos(tok):
+    from utils.chat import encode_instruction
+    rec = {"id": "x", "source": "t", "messages": [{"role": "user", "content": "Add 2 and 3."},
+                                                   {"role": "assistant", "content": "5"}], "meta": {}}
+    ex = encode_instruction(rec, tok)
+    sep = tok("\n\n### Response:\n")["input_ids"]
+    assert ex["input_ids"][0] == 50256 and ex["input_ids"][-1] == 50256                     # BOS ... EOS
+    assert ex["input_ids"] == [50256] + tok("Add 2 and 3.")["input_ids"] + sep + tok("5")["input_ids"] + [50256]
+    assert ex["labels"] == [-100] * ex["prompt_len"] + tok("5")["input_ids"] + [50256]

@@ -42,3 +42,105 @@ def test_tiny_model_memorises_answers_and_stops(tok):
         out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=10, do_sample=False,
                              pad_token_id=tok.eos_token_id)[0, ids.shape[1]:].tolist()
         assert out == tok(response)["input_ids"] + [tok.eos_token_id]
+
+
+# ------------------------------------------------------------------ utils.training.train
+import math  # noqa: E402
+
+import pytest  # noqa: E402
+
+from utils.env import pick_device_and_precision  # noqa: E402
+from utils.training import (TrainConfig, accumulate_gradients, configure_optimizer, latest_checkpoint,  # noqa: E402
+                            lr_at, micro_batch, train)
+
+
+def examples(tok, n=12):
+    out = []
+    for i in range(n):
+        ids, labels = build_labels(tok(f"### Instruction:\nSay the number {i} in words.\n\n### Response:\n")["input_ids"],
+                                   tok(f"The number is {i}" + "!" * (i % 4))["input_ids"], tok.eos_token_id)
+        out.append({"input_ids": ids, "labels": labels})
+    return out
+
+
+def params(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_train_same_seed_same_history(tok):
+    cfg = TrainConfig(max_steps=6, batch_size=4, lr=3e-3, warmup_steps=2, seed=3)
+    h1 = train(tiny_gpt2(tok, seed=0), examples(tok), cfg, progress=False)
+    h2 = train(tiny_gpt2(tok, seed=0), examples(tok), cfg, progress=False)
+    assert h1["loss"] == h2["loss"] and h1["grad_norm"] == h2["grad_norm"]
+    assert h1["loss"][-1] < h1["loss"][0]
+    assert len(h1["loss"]) == 6 and h1["step"] == [1, 2, 3, 4, 5, 6]
+
+
+def test_interrupt_and_resume_equals_uninterrupted_run(tok, tmp_path):
+    data = examples(tok)
+    cfg = TrainConfig(max_steps=8, batch_size=4, grad_accum=2, lr=3e-3, warmup_steps=2, seed=1,
+                      checkpoint_every=3, checkpoint_dir=str(tmp_path / "ckpt"))
+    straight = tiny_gpt2(tok, seed=0)
+    h_straight = train(straight, data, TrainConfig(**{**cfg.__dict__, "checkpoint_every": None}), progress=False)
+
+    first = tiny_gpt2(tok, seed=0)
+    train(first, data, cfg, stop_at_step=5, progress=False)          # "disconnect" after step 5; last checkpoint: 3
+    assert latest_checkpoint(cfg.checkpoint_dir).name == "step_000003"
+    resumed = tiny_gpt2(tok, seed=42)                                # a fresh process: different weights
+    h_resumed = train(resumed, data, cfg, resume=True, progress=False)
+    assert h_resumed["step"] == list(range(1, 9))
+    assert h_resumed["loss"] == pytest.approx(h_straight["loss"], abs=1e-6)
+    for a, b in zip(params(straight), params(resumed)):
+        assert (a - b).abs().max() <= 1e-6
+
+
+def test_accumulating_four_micro_batches_equals_one_batch_of_four(tok):
+    dp = pick_device_and_precision("cpu")
+    data = examples(tok, n=4)                                        # different lengths → different token counts
+    model = tiny_gpt2(tok, seed=0).eval()                            # eval: no dropout, so both paths see the same net
+    cfg = TrainConfig(max_steps=1, batch_size=4)
+    whole = micro_batch(data, 0, cfg)
+    loss_whole = accumulate_gradients(model, [whole], dp)
+    grads_whole = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    from utils.masking import pad_collate
+    parts = [pad_collate([data[i]]) for i in whole_order(data, whole)]
+    loss_parts = accumulate_gradients(model, parts, dp)
+    assert loss_parts == pytest.approx(loss_whole, abs=1e-6)
+    for g1, p in zip(grads_whole, model.parameters()):
+        assert (g1 - p.grad).abs().max() <= 1e-6
+
+
+def whole_order(data, batch):
+    """Indices of `data` in the order they appear in a collated batch."""
+    rows = [r[: int(m.sum())].tolist() for r, m in zip(batch["input_ids"], batch["attention_mask"])]
+    return [next(i for i, ex in enumerate(data) if ex["input_ids"] == row) for row in rows]
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = TrainConfig(max_steps=11, lr=1.0, min_lr=0.1, warmup_steps=2)
+    lrs = [lr_at(s, cfg) for s in range(11)]
+    assert lrs[:2] == [0.5, 1.0]                                     # linear warmup
+    assert lrs[2] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))             # then never increases
+    assert lrs[6] == pytest.approx(0.1 + 0.5 * (1 + math.cos(math.pi * 0.5)) * 0.9)
+
+
+def test_weight_decay_only_on_matrices(tok):
+    model = tiny_gpt2(tok)
+    opt = configure_optimizer(model, lr=1e-3, weight_decay=0.1)
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decayed["params"]) and all(p.dim() < 2 for p in plain["params"])
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+
+
+def test_validation_and_micro_batch_order(tok):
+    data = examples(tok)
+    cfg = TrainConfig(max_steps=4, batch_size=4, lr=3e-3, eval_every=2, seed=0)
+    h = train(tiny_gpt2(tok), data, cfg, val_examples=data[:4], progress=False)
+    assert h["val_step"] == [2, 4] and h["val_ppl"] == pytest.approx([math.exp(v) for v in h["val_loss"]])
+    # an epoch covers each example once, in a seeded order
+    first_epoch = [micro_batch(data, k, cfg) for k in range(3)]
+    seen = sorted(tuple(r[: int(m.sum())].tolist()) for b in first_epoch for r, m in zip(b["input_ids"], b["attention_mask"]))
+    assert seen == sorted(tuple(e["input_ids"]) for e in data)

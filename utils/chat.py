@@ -197,3 +197,20 @@ def chat(model, tokenizer, messages, max_new_tokens: int = 64, **generate_kwargs
     if new and new[-1] == im_end:
         new = new[:-1]
     return tokenizer.decode(new)
+
+
+def encode_instruction(record: dict, tokenizer, template: PromptTemplate = GPT2_SFT) -> dict:
+    """Tokenise a single-exchange record as ``[BOS, I, SEP, Y, EOS]`` with its labels.
+
+    The prompt (``bos + instruction [+ input] + SEP``) and the response are tokenised
+    separately so their boundary is exact; the EOS is appended as an id.
+    Returns ``{"input_ids", "labels", "prompt_len"}`` (labels: -100 on the prompt).
+    """
+    from .data import to_prompt_completion
+    from .masking import build_labels
+
+    pc = to_prompt_completion(record, template)
+    prompt_ids = tokenizer(pc["prompt"])["input_ids"]
+    response_ids = tokenizer(pc["completion"])["input_ids"]
+    input_ids, labels = build_labels(prompt_ids, response_ids, tokenizer.eos_token_id)
+    return {"input_ids": input_ids, "labels": labels, "prompt_len": len(prompt_ids)}

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 
-def masked_nll(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+def masked_nll(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100,
+               reduction: str = "mean") -> torch.Tensor:
     r"""Mean negative log-likelihood over the supervised tokens.
 
     .. math:: \mathcal{L} = -\frac{1}{N}\sum_{t:\,y_{t+1}\neq -100} \log P_\theta(y_{t+1}\mid x_{\le t})
@@ -25,8 +26,10 @@ def masked_nll(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -
     Args:
         logits: ``(batch, T, vocab)``.
         labels: ``(batch, T)`` token ids, ``ignore_index`` where nothing is trained.
+        reduction: ``"mean"`` (default) or ``"sum"`` — the sum lets gradient accumulation weigh
+            every token equally across micro-batches (divide by the step's total token count).
     Returns:
-        a scalar tensor. NaN if no position is supervised (there is nothing to average).
+        a scalar tensor. With ``"mean"``, NaN if no position is supervised (nothing to average).
     """
     # Shift the labels, not the logits: position t is scored on label t+1 and the last
     # position has no target. (Slicing the large logits tensor would copy it.)
@@ -35,7 +38,17 @@ def masked_nll(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -
     logp = F.log_softmax(logits.float(), dim=-1)                     # (B, T, V): log P(v | x_<=t)
     safe = targets.masked_fill(~mask, 0)                             # any valid id; zeroed by the mask
     token_logp = logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1)     # (B, T)
-    return -token_logp.masked_fill(~mask, 0.0).sum() / mask.sum()
+    total = -token_logp.masked_fill(~mask, 0.0).sum()
+    if reduction == "sum":
+        return total
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean' or 'sum', not {reduction!r}")
+    return total / mask.sum()
+
+
+def n_targets(labels: torch.Tensor, ignore_index: int = -100) -> int:
+    """How many positions :func:`masked_nll` scores: labels after the first position that are not ignored."""
+    return int((labels[:, 1:] != ignore_index).sum())
 
 
 def perplexity(loss: float | torch.Tensor) -> float:

@@ -1,15 +1,27 @@
-"""The smallest useful supervised fine-tuning loop (notebook 01).
+"""Training loops.
 
-Notebook 01 writes this loop inline first; its check cell asserts that the inline loop and
-:func:`train_sft` give the same losses, step for step.
+- :func:`train_sft` — the smallest useful loop (notebook 01 writes it inline first and checks
+  that both give the same losses, step for step).
+- :func:`train` — the course's loop for notebooks 04–06: AdamW with decoupled weight decay on
+  matrices, warmup + cosine, clipping, accumulation, mixed precision, validation, checkpoints
+  and exact resume.
 """
 from __future__ import annotations
 
-import torch
-from tqdm.auto import trange
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from .env import seed_everything
-from .loss import masked_nll
+import numpy as np
+import torch
+from tqdm.auto import tqdm, trange
+
+from .env import DevicePrecision, pick_device_and_precision, seed_everything
+from .loss import masked_nll, n_targets
+from .masking import pad_collate
 
 
 def train_sft(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, steps: int, lr: float,
@@ -36,3 +48,233 @@ def train_sft(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, steps: 
         losses.append(loss.item())
     model.eval()
     return losses
+
+
+# =========================================================================== the course's training loop
+@dataclass
+class TrainConfig:
+    """Everything that decides a run. Plain values, so a config can be printed and saved."""
+
+    max_steps: int                  # optimizer steps (each = grad_accum micro-batches)
+    batch_size: int = 8             # examples per micro-batch
+    grad_accum: int = 1             # micro-batches per optimizer step
+    lr: float = 5e-5                # peak learning rate
+    min_lr: float = 0.0             # where the cosine ends
+    warmup_steps: int = 0           # linear warmup from 0 to lr
+    weight_decay: float = 0.1       # on matrices only (see configure_optimizer)
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = 1.0   # clip the global gradient norm to this (None = no clipping)
+    eval_every: int | None = None   # validation every N steps (and at the last step)
+    checkpoint_every: int | None = None
+    checkpoint_dir: str | None = None
+    seed: int = 0
+    pad_token_id: int = 50256
+    max_length: int | None = None   # truncate examples (pad_collate warns if a response is cut off entirely)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): linear warmup, then cosine to ``min_lr``.
+
+    Stateless (nanoGPT's ``get_lr``): resuming only needs the step number.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.max_steps <= cfg.warmup_steps + 1:
+        return cfg.lr
+    progress = (step - cfg.warmup_steps) / (cfg.max_steps - 1 - cfg.warmup_steps)
+    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (cfg.lr - cfg.min_lr)
+
+
+def configure_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
+                        betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
+    """AdamW with weight decay on tensors with ≥ 2 dimensions (weight matrices, embeddings) only.
+
+    Biases and LayerNorm gains are 1-D: decaying them towards 0 only fights the normalisation.
+    Tied weights (GPT-2's embedding = LM head) appear once in ``parameters()``.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+def micro_batch(examples: Sequence[dict], k: int, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The ``k``-th micro-batch of the run (0-based, counted over all epochs).
+
+    Each epoch visits the examples in a fresh order drawn from ``(seed, epoch)``, so batch ``k``
+    is the same in every run with the same seed — which is what makes resuming exact.
+    """
+    per_epoch = max(1, len(examples) // cfg.batch_size)
+    epoch, i = divmod(k, per_epoch)
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+    chosen = [examples[j] for j in order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()]
+    return pad_collate(chosen, pad_token_id=cfg.pad_token_id, max_length=cfg.max_length)
+
+
+def accumulate_gradients(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]],
+                         dp: DevicePrecision, scaler=None) -> float:
+    """Forward and backward over micro-batches; returns the step's mean loss per supervised token.
+
+    Each micro-batch contributes ``sum of its token losses / tokens in the whole step``, so the
+    accumulated gradient is exactly that of one big batch — however the tokens are split (a plain
+    average of micro-batch means would weigh a short micro-batch's tokens more).
+    """
+    total = sum(n_targets(b["labels"]) for b in batches)
+    loss_sum = 0.0
+    for b in batches:
+        b = {k: v.to(dp.device) for k, v in b.items()}
+        with dp.autocast():
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        loss = masked_nll(logits, b["labels"], reduction="sum") / max(total, 1)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        loss_sum += loss.item()
+    return loss_sum
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]], dp: DevicePrecision) -> float:
+    """Mean loss per supervised token over ``batches`` (dropout off); ``perplexity`` of it is PP."""
+    was_training = model.training
+    model.eval()
+    nll, count = 0.0, 0
+    for b in batches:
+        b = {k: v.to(dp.device) for k, v in b.items()}
+        with dp.autocast():
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        nll += masked_nll(logits, b["labels"], reduction="sum").item()
+        count += n_targets(b["labels"])
+    model.train(was_training)
+    return nll / max(count, 1)
+
+
+def default_checkpoint_dir(name: str = "run") -> Path:
+    """Google Drive when it is mounted in Colab (a checkpoint survives a disconnect), else ./checkpoints."""
+    drive = Path("/content/drive/MyDrive")
+    base = drive / "instruction-tuning-course" / "checkpoints" if drive.is_dir() else Path("checkpoints")
+    return base / name
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": list(np.random.get_state()), "torch": torch.get_rng_state()}
+    state["numpy"][1] = state["numpy"][1].tolist()        # plain lists load with weights_only=True
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in state["python"]))
+    numpy_state = list(state["numpy"])
+    numpy_state[1] = np.array(numpy_state[1], dtype=np.uint32)
+    np.random.set_state(tuple(numpy_state))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(directory: str | Path, step: int, model, optimizer, scaler, history: dict) -> Path:
+    """Write ``step_{step:06d}/``: weights as safetensors, the rest (optimizer, scaler, RNG, step,
+    history) as a tensors-and-plain-values file that loads with ``weights_only=True``.
+    The learning-rate schedule is a function of the step, so the step is its whole state."""
+    from safetensors.torch import save_model
+    path = Path(directory) / f"step_{step:06d}"
+    path.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(path / "model.safetensors"))    # handles GPT-2's tied embedding/LM head
+    torch.save({"step": step, "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "rng": _rng_state(), "history": history}, path / "state.pt")
+    return path
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    steps = sorted(Path(directory).glob("step_*/state.pt")) if directory and Path(directory).is_dir() else []
+    return steps[-1].parent if steps else None
+
+
+def load_checkpoint(path: str | Path, model, optimizer, scaler) -> tuple[int, dict]:
+    """Restore everything :func:`save_checkpoint` wrote; returns ``(step, history)``."""
+    from safetensors.torch import load_model
+    path = Path(path)
+    load_model(model, str(path / "model.safetensors"), device=str(next(model.parameters()).device))
+    state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
+    optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None and state["scaler"] is not None:
+        scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"])
+    return state["step"], state["history"]
+
+
+def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConfig, *,
+          val_examples: Sequence[dict] | None = None, resume: bool = False, stop_at_step: int | None = None,
+          device: str | None = None, progress: bool = True,
+          on_step: Callable[[int, dict], None] | None = None) -> dict[str, list]:
+    """Train ``model`` on ``train_examples`` (dicts with ``input_ids`` and ``labels``).
+
+    One optimizer step: ``grad_accum`` micro-batches forward/backward (loss per supervised token,
+    fp16 autocast with a loss scaler on a T4, bf16 on Ampere+, fp32 on CPU) → unscale → clip the
+    global gradient norm → AdamW step with the scheduled learning rate.
+
+    Args:
+        resume: continue from the newest checkpoint in ``cfg.checkpoint_dir`` if there is one.
+        stop_at_step: stop after this many steps, as a disconnect would (for demonstrations).
+        on_step: called as ``on_step(step, history)`` after every step.
+    Returns:
+        the history as plain lists: ``step, loss, lr, grad_norm, tokens, seconds`` per step and
+        ``val_step, val_loss, val_ppl`` per evaluation.
+    """
+    dp = pick_device_and_precision(device)
+    model.to(dp.device)
+    model.train()
+    optimizer = configure_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
+    scaler = torch.amp.GradScaler("cuda") if dp.use_grad_scaler else None
+    history = {k: [] for k in ("step", "loss", "lr", "grad_norm", "tokens", "seconds", "val_step", "val_loss", "val_ppl")}
+    start = 0
+    seed_everything(cfg.seed)
+    if resume and cfg.checkpoint_dir and (ckpt := latest_checkpoint(cfg.checkpoint_dir)) is not None:
+        start, history = load_checkpoint(ckpt, model, optimizer, scaler)
+        print(f"resumed from {ckpt} (step {start})")
+    val_batches = ([pad_collate(val_examples[i:i + cfg.batch_size], pad_token_id=cfg.pad_token_id,
+                                max_length=cfg.max_length) for i in range(0, len(val_examples), cfg.batch_size)]
+                   if val_examples else [])
+    end = cfg.max_steps if stop_at_step is None else min(cfg.max_steps, stop_at_step)
+    clock = time.perf_counter()
+    bar = tqdm(range(start, end), desc="training", disable=not progress, initial=start, total=cfg.max_steps)
+    for step in bar:
+        lr = lr_at(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batches = [micro_batch(train_examples, step * cfg.grad_accum + j, cfg) for j in range(cfg.grad_accum)]
+        loss = accumulate_gradients(model, batches, dp, scaler)
+        if scaler is not None:
+            scaler.unscale_(optimizer)                       # clip the true gradients, not the scaled ones
+        max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+        if scaler is not None:
+            scaler.step(optimizer)                           # skipped if the gradients overflowed
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        history["step"].append(step + 1)
+        history["loss"].append(loss)
+        history["lr"].append(lr)
+        history["grad_norm"].append(grad_norm)
+        history["tokens"].append(sum(n_targets(b["labels"]) for b in batches))
+        history["seconds"].append(time.perf_counter() - clock)
+        if val_batches and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps):
+            val = evaluate(model, val_batches, dp)
+            history["val_step"].append(step + 1)
+            history["val_loss"].append(val)
+            history["val_ppl"].append(math.exp(val))
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}")
+        if on_step is not None:
+            on_step(step + 1, history)
+        if cfg.checkpoint_every and cfg.checkpoint_dir and (step + 1) % cfg.checkpoint_every == 0:
+            save_checkpoint(cfg.checkpoint_dir, step + 1, model, optimizer, scaler, history)
+    model.eval()
+    return history
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    """The config as a plain dict (for printing or saving next to a checkpoint)."""
+    return asdict(cfg)
