@@ -77,3 +77,74 @@ def pad_collate(examples: Sequence[Mapping[str, Sequence[int]]], pad_token_id: i
         labels[b, :len(labs)] = torch.tensor(labs, dtype=torch.long)
         attention_mask[b, :len(ids)] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int = 0) -> list[list[int]]:
+    """Batches of example indices with similar lengths, so little of each batch is padding.
+
+    Sort the examples by length, cut the sorted list into batches, then shuffle the *order of
+    the batches* (seeded), so training does not see short examples first and long ones last.
+    """
+    import random as _random
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    _random.Random(seed).shuffle(batches)
+    return batches
+
+
+def padding_waste(batches: Sequence[dict[str, torch.Tensor]]) -> float:
+    """Share of all positions in ``batches`` that are padding (attention_mask == 0)."""
+    total = sum(b["attention_mask"].numel() for b in batches)
+    real = sum(int(b["attention_mask"].sum()) for b in batches)
+    return 1 - real / total if total else 0.0
+
+
+def pack_examples(examples: Sequence[Mapping[str, Sequence[int]]], max_length: int,
+                  ignore_index: int = IGNORE_INDEX) -> list[dict[str, list[int]]]:
+    """Pack examples into rows of at most ``max_length`` tokens (first-fit, longest first).
+
+    Each row concatenates whole examples; ``position_ids`` restart at 0 for every example, which
+    is how transformers (5.x) recognises packed sequences and builds a block-diagonal causal
+    mask — pass ``position_ids``, ``use_cache=False`` and *no* ``attention_mask`` (with a cache,
+    or a mask, the detection is skipped and examples would attend to each other): tokens
+    attend only within their own example. Each example's first label is set to ``ignore_index``, so the last token of one
+    example is never trained to predict the first token of the next. Longer examples are
+    truncated to ``max_length``.
+    """
+    items = []
+    for ex in examples:
+        ids = list(ex["input_ids"])[:max_length]
+        labels = (list(ex["labels"]) if ex.get("labels") is not None else list(ex["input_ids"]))[:max_length]
+        labels[0] = ignore_index
+        items.append((ids, labels))
+    rows: list[dict[str, list[int]]] = []
+    for ids, labels in sorted(items, key=lambda it: -len(it[0])):
+        row = next((r for r in rows if len(r["input_ids"]) + len(ids) <= max_length), None)
+        if row is None:
+            row = {"input_ids": [], "labels": [], "position_ids": []}
+            rows.append(row)
+        row["input_ids"] += ids
+        row["labels"] += labels
+        row["position_ids"] += list(range(len(ids)))
+    return rows
+
+
+def collate_packed(rows: Sequence[Mapping[str, Sequence[int]]], pad_token_id: int = 50256,
+                   ignore_index: int = IGNORE_INDEX) -> dict[str, torch.Tensor]:
+    """Batch packed rows: ``input_ids``, ``labels``, ``position_ids`` ``(B, T)``, no attention mask.
+
+    Right padding forms one more "example" of its own (positions restart at 0), so it cannot
+    leak into real tokens; its labels are ``ignore_index``. ``n_real`` counts real tokens.
+    """
+    T = max(len(r["input_ids"]) for r in rows)
+    input_ids = torch.full((len(rows), T), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), T), ignore_index, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), T), dtype=torch.long)
+    for b, r in enumerate(rows):
+        n = len(r["input_ids"])
+        input_ids[b, :n] = torch.tensor(r["input_ids"])
+        labels[b, :n] = torch.tensor(r["labels"])
+        position_ids[b, :n] = torch.tensor(r["position_ids"])
+        position_ids[b, n:] = torch.arange(T - n)
+    n_real = torch.tensor(sum(len(r["input_ids"]) for r in rows))
+    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "n_real": n_real}

@@ -149,8 +149,9 @@ def evaluate(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]],
 
 def default_checkpoint_dir(name: str = "run") -> Path:
     """Google Drive when it is mounted in Colab (a checkpoint survives a disconnect), else ./checkpoints."""
+    from .models import REPO_ROOT
     drive = Path("/content/drive/MyDrive")
-    base = drive / "instruction-tuning-course" / "checkpoints" if drive.is_dir() else Path("checkpoints")
+    base = drive / "instruction-tuning-course" / "checkpoints" if drive.is_dir() else REPO_ROOT / "checkpoints"
     return base / name
 
 
