@@ -1,0 +1,106 @@
+"""Make the learner notebooks of the code challenges from their solution notebooks.
+
+    python scripts/make_learner_notebooks.py            write notebooks/NN_*.ipynb from notebooks/solutions/
+    python scripts/make_learner_notebooks.py --check    exit 1 if a committed learner notebook is out of date
+
+In a solution notebook, each solution block in a code cell is fenced like this::
+
+    # BEGIN SOLUTION hint: sum the per-token losses, then divide by the token count
+    loss = token_losses.sum() / n_tokens
+    # END SOLUTION
+
+In the learner notebook the block becomes a stub at the same indentation::
+
+    # TODO: sum the per-token losses, then divide by the token count
+    raise NotImplementedError("sum the per-token losses, then divide by the token count")
+
+Everything else is copied unchanged (outputs are never committed). ``NN_name_solution.ipynb``
+becomes ``notebooks/NN_name.ipynb``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?:\s+hint:\s*(?P<hint>.*?))?\s*$")
+END = re.compile(r"^[ \t]*# END SOLUTION\s*$")
+
+
+class MarkerError(ValueError):
+    """A BEGIN without END, an END without BEGIN, or nested blocks."""
+
+
+def strip_solutions(source: str, where: str = "cell") -> tuple[str, int]:
+    """Replace every solution block in ``source``; returns ``(new_source, number_of_blocks)``."""
+    out, inside, blocks, hint, indent = [], False, 0, "", ""
+    for number, line in enumerate(source.splitlines(), start=1):
+        begin, end = BEGIN.match(line), END.match(line)
+        if begin:
+            if inside:
+                raise MarkerError(f"{where}, line {number}: BEGIN SOLUTION inside another solution block")
+            inside, indent = True, begin.group("indent")
+            hint = (begin.group("hint") or "write this part").strip()
+        elif end:
+            if not inside:
+                raise MarkerError(f"{where}, line {number}: END SOLUTION without BEGIN SOLUTION")
+            safe = hint.replace("\\", "\\\\").replace('"', '\\"')
+            out += [f"{indent}# TODO: {hint}", f'{indent}raise NotImplementedError("{safe}")']
+            inside, blocks = False, blocks + 1
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise MarkerError(f"{where}: BEGIN SOLUTION without END SOLUTION")
+    return "\n".join(out), blocks
+
+
+def learner_version(solution: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
+    """The learner notebook: solution blocks stubbed, outputs cleared, widget state dropped."""
+    nb = copy.deepcopy(solution)
+    nb.metadata.pop("widgets", None)
+    total = 0
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        cell.source, n = strip_solutions(cell.source, f"{name} cell {i}")
+        cell.outputs, cell.execution_count = [], None
+        total += n
+        if n:
+            tags = list(cell.metadata.get("tags", []))
+            if "raises-exception" not in tags:
+                tags.append("raises-exception")         # nbval: the stub is meant to raise
+            cell.metadata["tags"] = tags
+    if total == 0:
+        raise MarkerError(f"{name}: no solution block found")
+    return nb
+
+
+def learner_path(solution_path: Path) -> Path:
+    return ROOT / "notebooks" / (solution_path.stem.removesuffix("_solution") + ".ipynb")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check that the learner notebooks are up to date")
+    args = parser.parse_args()
+    stale = 0
+    for sol in sorted((ROOT / "notebooks" / "solutions").glob("*_solution.ipynb")):
+        expected = nbformat.writes(learner_version(nbformat.read(sol, as_version=4), sol.name)) + "\n"
+        target = learner_path(sol)
+        if args.check:
+            if not target.exists() or target.read_text(encoding="utf-8") != expected:
+                print(f"{target.relative_to(ROOT)} is out of date: run python scripts/make_learner_notebooks.py")
+                stale += 1
+        else:
+            target.write_text(expected, encoding="utf-8")
+            print(f"wrote {target.relative_to(ROOT)}")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
