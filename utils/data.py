@@ -622,7 +622,7 @@ def _single_turn(record: dict) -> tuple[str, str, str]:
     """(instruction, input, response) of a one-exchange record; system text joins the instruction."""
     msgs = record["messages"]
     system = msgs[0]["content"] if msgs[0]["role"] == "system" else ""
-    turns = msgs[1:] if system or msgs[0]["role"] == "system" else msgs
+    turns = msgs[1:] if msgs[0]["role"] == "system" else msgs
     if len(turns) != 2:
         raise DataFormatError(f"record {record.get('id')!r} has {len(turns) // 2} exchanges; the instruction "
                               "template takes one (use a chat template for conversations, notebook 03)")

@@ -6,6 +6,7 @@ EOS must stay supervised, or the model never learns to stop talking.
 """
 from __future__ import annotations
 
+import random
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -85,10 +86,9 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int = 
     Sort the examples by length, cut the sorted list into batches, then shuffle the *order of
     the batches* (seeded), so training does not see short examples first and long ones last.
     """
-    import random as _random
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    _random.Random(seed).shuffle(batches)
+    random.Random(seed).shuffle(batches)
     return batches
 
 

@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -275,7 +275,3 @@ def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConf
     model.eval()
     return history
 
-
-def config_dict(cfg: TrainConfig) -> dict:
-    """The config as a plain dict (for printing or saving next to a checkpoint)."""
-    return asdict(cfg)

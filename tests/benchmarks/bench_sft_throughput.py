@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from utils.chat import GPT2_SFT, encode_instruction  # noqa: E402
 from utils.data import load_records  # noqa: E402
 from utils.loss import masked_nll, n_targets  # noqa: E402
-from utils.masking import collate_packed, length_grouped_batches, pack_examples, pad_collate, padding_waste  # noqa: E402
+from utils.masking import collate_packed, length_grouped_batches, pack_examples, pad_collate  # noqa: E402
 from utils.models import load_gpt2_tokenizer, tiny_gpt2  # noqa: E402
 
 BATCH, MAX_LEN, REPEATS = 8, 256, 3
