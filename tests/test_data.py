@@ -324,3 +324,19 @@ def test_speed_50k_alpaca_records():
     assert len(texts) == 50_000
     print(f"50,000 Alpaca records converted and rendered in {elapsed:.2f} s")
     assert elapsed <= 5.0, f"{elapsed:.2f} s for 50,000 records"
+
+
+def test_download_fails_fast_with_a_clear_message(tmp_path):
+    from utils.data import download
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="set COURSE_FAST=1"):
+        download("http://127.0.0.1:9/instruction-data.json", tmp_path / "x.json", timeout=5)
+    assert time.perf_counter() - start < 10
+    assert not any(tmp_path.iterdir()), "no partial file may be left behind"
+
+
+def test_download_reuses_an_existing_file(tmp_path):
+    from utils.data import download
+    existing = tmp_path / "x.json"
+    existing.write_text("[]")
+    assert download("http://127.0.0.1:9/never-fetched", existing) == existing

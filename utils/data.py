@@ -732,3 +732,27 @@ def save_jsonl(records: Iterable[dict], path: str | Path) -> int:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             n += 1
     return n
+
+
+def download(url: str, target: str | Path, timeout: float = 60.0) -> Path:
+    """Fetch ``url`` to ``target`` once (an existing file is reused) and return the path.
+
+    Fails with a clear message after ``timeout`` seconds without an answer, instead of hanging;
+    a partial file is never left behind.
+    """
+    import urllib.request
+    target = Path(target)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, partial.open("wb") as f:
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise RuntimeError(f"Could not download {url} ({type(err).__name__}: {err}). Full mode needs internet "
+                           "access: connect, or set COURSE_FAST=1 to use the shipped samples.") from err
+    partial.replace(target)
+    return target
