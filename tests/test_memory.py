@@ -45,3 +45,107 @@ def test_measure_peak_memory_on_cpu_sees_an_allocation():
     before = measure_peak_memory(lambda: None)
     after = measure_peak_memory(lambda: torch.ones(64 * 2**20 // 4 + before // 4, dtype=torch.float32).sum())
     assert after >= before + 60 * 2**20
+
+
+def _saved_tensor_bytes(shape, *, seq_len, batch_size, precision, lora_r, grad_checkpointing):
+    """Count what autograd really saves for backward: every saved tensor's storage, once, no parameters."""
+    import contextlib
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=shape.n_layer, n_embd=shape.n_embd, n_head=shape.n_head,
+                                       n_positions=shape.n_positions))
+    if grad_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if lora_r:
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=lora_r, target_modules=["c_attn", "c_proj", "c_fc"],
+                                                 fan_in_fan_out=True, lora_dropout=0.0))
+    model.train()
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    x = torch.randint(0, shape.vocab_size, (batch_size, seq_len))
+    amp = torch.autocast("cpu", dtype=torch.float16) if precision == "fp16" else contextlib.nullcontext()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), amp:
+        model(input_ids=x, labels=x)
+    return sum(n for ptr, n in saved.items() if ptr not in params)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("lora_r", [None, 8])
+@pytest.mark.parametrize("grad_checkpointing", [False, True])
+@pytest.mark.parametrize("shape,seq_len,batch_size", [(ModelShape(2, 64, 2, n_positions=256), 64, 1),
+                                                       (ModelShape(3, 128, 4, n_positions=256), 96, 2)])
+def test_activation_formula_matches_what_autograd_saves(shape, seq_len, batch_size, precision, lora_r, grad_checkpointing):
+    from utils.memory import activation_memory
+    counted = _saved_tensor_bytes(shape, seq_len=seq_len, batch_size=batch_size, precision=precision, lora_r=lora_r,
+                                  grad_checkpointing=grad_checkpointing)
+    predicted = activation_memory(shape, seq_len=seq_len, batch_size=batch_size, precision=precision, lora_r=lora_r,
+                                  grad_checkpointing=grad_checkpointing)
+    assert abs(predicted - counted) <= 4096 + 1e-3 * counted, (predicted, counted)   # a few small stats tensors
+
+
+def test_attention_term_grows_with_the_square_of_the_sequence():
+    from utils.memory import activation_memory
+    small = ModelShape(1, 64, 4, vocab_size=1)                     # a 1-token vocabulary hides the loss term
+    grow = [activation_memory(small, seq_len=s) for s in (128, 256, 512)]
+    linear = [120 * s * 64 + 12 * s * 64 + 16 * s + 4 * s for s in (128, 256, 512)]
+    quadratic = [g - l for g, l in zip(grow, linear)]
+    assert quadratic[1] == 4 * quadratic[0] and quadratic[2] == 16 * quadratic[0]
+
+
+def test_predicted_peak_is_the_larger_of_backward_and_optimizer_step():
+    from utils.memory import predict_training_memory
+    gib = 2**30
+    full = predict_training_memory(GPT2_LARGE, seq_len=512, optimizer="adamw", device="cuda")
+    parts = {k: full[k] for k in ("weights", "gradients", "optimizer", "activations", "logits", "runtime")}
+    assert full["total"] < sum(parts.values())                    # activations are gone before the step
+    n, V, d = GPT2_LARGE.n_params, GPT2_LARGE.vocab_size, GPT2_LARGE.n_embd
+    backward = full["activations"] + full["logits"] + 4 * V * d
+    step = 4 * n + 4 * n                                           # gradients + √v for every tensor
+    assert full["total"] == 4 * n + 8 * n + max(backward, step)
+    eight = predict_training_memory(GPT2_LARGE, seq_len=512, optimizer="adamw8bit", device="cuda")
+    ckpt = predict_training_memory(GPT2_LARGE, seq_len=512, optimizer="adamw8bit", grad_checkpointing=True, device="cuda")
+    lora = predict_training_memory(GPT2_LARGE, seq_len=512, lora=16, device="cuda")
+    assert full["total"] > 14 * gib > eight["total"] > ckpt["total"]          # each trick saves memory
+    assert ckpt["activations"] < full["activations"] / 10
+    assert lora["gradients"] == 4 * GPT2_LARGE.lora_params(16) and lora["total"] < full["total"] / 1.5
+    assert predict_training_memory(GPT2_LARGE, seq_len=512, runtime=gib)["total"] == full["total"] + gib
+    with pytest.raises(ValueError, match="precision"):
+        predict_training_memory(GPT2_LARGE, seq_len=512, precision="fp8")
+    with pytest.raises(ValueError, match="device"):
+        predict_training_memory(GPT2_LARGE, seq_len=512, device="tpu")
+
+
+def test_require_fits_refuses_with_the_numbers():
+    from utils.memory import MemoryBudgetError, predict_training_memory, require_fits
+    gib = 2**30
+    plan = predict_training_memory(GPT2_LARGE, seq_len=512, optimizer="adamw", device="cuda")
+    with pytest.raises(MemoryBudgetError, match=r"14\.42 GiB .* 13\.05 GiB can be used \(90% of 14\.50 GiB free\)"):
+        require_fits(plan, int(14.5 * gib), what="fp32 AdamW")
+    require_fits(predict_training_memory(GPT2_LARGE, seq_len=512, optimizer="adamw8bit", grad_checkpointing=True,
+                                         device="cuda"), int(14.5 * gib))
+    require_fits(plan, None)                                    # CPU: nothing to compare with
+
+
+def test_saved_tensor_and_optimizer_state_measurers():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from utils.memory import activation_memory, optimizer_state_bytes, saved_tensor_bytes
+    shape = ModelShape(2, 64, 2, n_positions=256)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=256)).train()
+    x = torch.randint(0, 50257, (1, 32))
+    assert abs(saved_tensor_bytes(model, input_ids=x, labels=x) - activation_memory(shape, seq_len=32)) < 4096
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    assert optimizer_state_bytes(opt) == 0                      # states are created by the first step
+    model(input_ids=x, labels=x).loss.backward()
+    opt.step()
+    n = sum(p.numel() for p in model.parameters())
+    assert 8 * n <= optimizer_state_bytes(opt) <= 8 * n + 4 * 100   # m and v, plus a scalar step per tensor

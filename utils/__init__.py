@@ -11,7 +11,7 @@ Each module holds one concern and plain functions:
 - ``training`` the training loops (notebook 01's minimal one; the full one of 04–06)
 - ``plotting`` loss curves, next-token bar charts, the mask viewer
 - ``checks``   exercise checkers with specific feedback
-- ``memory``   parameter counts, the static memory of a training step, a peak-memory measurer
+- ``memory``   parameter counts, the memory predictor of a training step, measurers, the fit check
 
 Submodules are imported explicitly (``from utils.masking import build_labels``) so that
 importing ``utils`` itself stays cheap.
