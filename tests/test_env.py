@@ -63,3 +63,8 @@ def test_print_versions(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert f"torch {torch.__version__}" in out and "transformers" in out
     assert "device: cpu" in out and "precision: fp32" in out and "FAST" in out
+
+
+def test_precision_for_compute_capabilities():
+    from utils.env import precision_for
+    assert [precision_for(c) for c in (None, (6, 0), (7, 5), (8, 0), (9, 0))] == ["fp32", "fp16", "fp16", "bf16", "bf16"]

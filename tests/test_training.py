@@ -144,3 +144,18 @@ def test_validation_and_micro_batch_order(tok):
     first_epoch = [micro_batch(data, k, cfg) for k in range(3)]
     seen = sorted(tuple(r[: int(m.sum())].tolist()) for b in first_epoch for r, m in zip(b["input_ids"], b["attention_mask"]))
     assert seen == sorted(tuple(e["input_ids"]) for e in data)
+
+
+def test_8bit_adamw_and_frozen_parameters(tok):
+    import bitsandbytes as bnb
+    model = tiny_gpt2(tok)
+    for name, p in model.named_parameters():
+        p.requires_grad = name.startswith("transformer.h.1")      # train one block only
+    opt = configure_optimizer(model, lr=1e-3, weight_decay=0.1, kind="adamw8bit")
+    assert isinstance(opt, bnb.optim.AdamW8bit)
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert in_opt == {id(p) for p in model.parameters() if p.requires_grad}
+    with pytest.raises(ValueError, match="adamw8bit"):
+        configure_optimizer(model, lr=1e-3, weight_decay=0.1, kind="lion")
+    h = train(model, examples(tok), TrainConfig(max_steps=6, batch_size=4, lr=3e-3, optimizer="adamw8bit"), progress=False)
+    assert h["loss"][-1] < h["loss"][0]

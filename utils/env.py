@@ -61,12 +61,20 @@ def pick_device_and_precision(device: str | torch.device | None = None) -> Devic
     """
     dev = torch.device(device) if device is not None else (
         torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
-    if dev.type == "cuda":
-        major, _minor = torch.cuda.get_device_capability(dev)
-        if major >= 8:
-            return DevicePrecision(dev, "bf16", torch.bfloat16, use_grad_scaler=False)
+    capability = torch.cuda.get_device_capability(dev) if dev.type == "cuda" else None
+    precision = precision_for(capability)
+    if precision == "bf16":
+        return DevicePrecision(dev, "bf16", torch.bfloat16, use_grad_scaler=False)
+    if precision == "fp16":
         return DevicePrecision(dev, "fp16", torch.float16, use_grad_scaler=True)
     return DevicePrecision(dev, "fp32", None, use_grad_scaler=False)
+
+
+def precision_for(capability: tuple[int, int] | None) -> str:
+    """``"bf16"`` for a CUDA compute capability ≥ 8.0, ``"fp16"`` below, ``"fp32"`` without a GPU (None)."""
+    if capability is None:
+        return "fp32"
+    return "bf16" if capability[0] >= 8 else "fp16"
 
 
 def seed_everything(seed: int = 0) -> None:

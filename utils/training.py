@@ -63,6 +63,7 @@ class TrainConfig:
     warmup_steps: int = 0           # linear warmup from 0 to lr
     weight_decay: float = 0.1       # on matrices only (see configure_optimizer)
     betas: tuple[float, float] = (0.9, 0.999)
+    optimizer: str = "adamw"        # or "adamw8bit" (bitsandbytes: 2 instead of 8 bytes of state per parameter)
     grad_clip: float | None = 1.0   # clip the global gradient norm to this (None = no clipping)
     eval_every: int | None = None   # validation every N steps (and at the last step)
     checkpoint_every: int | None = None
@@ -86,16 +87,23 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def configure_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
-                        betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
+                        betas: tuple[float, float] = (0.9, 0.999), kind: str = "adamw") -> torch.optim.Optimizer:
     """AdamW with weight decay on tensors with ≥ 2 dimensions (weight matrices, embeddings) only.
 
     Biases and LayerNorm gains are 1-D: decaying them towards 0 only fights the normalisation.
-    Tied weights (GPT-2's embedding = LM head) appear once in ``parameters()``.
+    Tied weights (GPT-2's embedding = LM head) appear once in ``parameters()``. Only parameters
+    with ``requires_grad`` are optimised (LoRA: the adapters). ``kind="adamw8bit"`` keeps the two
+    moment estimates in 8 bits (bitsandbytes' block-wise quantisation).
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas)
+    groups = [g for g in ({"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+                          {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}) if g["params"]]
+    if kind == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+    if kind == "adamw8bit":
+        import bitsandbytes as bnb
+        return bnb.optim.AdamW8bit(groups, lr=lr, betas=betas)
+    raise ValueError(f"optimizer must be 'adamw' or 'adamw8bit', not {kind!r}")
 
 
 def micro_batch(examples: Sequence[dict], k: int, cfg: TrainConfig) -> dict[str, torch.Tensor]:
@@ -226,7 +234,7 @@ def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConf
     dp = pick_device_and_precision(device)
     model.to(dp.device)
     model.train()
-    optimizer = configure_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
+    optimizer = configure_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.optimizer)
     scaler = torch.amp.GradScaler("cuda") if dp.use_grad_scaler else None
     history = {k: [] for k in ("step", "loss", "lr", "grad_norm", "tokens", "seconds", "val_step", "val_loss", "val_ppl")}
     start = 0
