@@ -2,8 +2,9 @@
 
 Usage: python scripts/run_notebooks.py [NOTEBOOK ...] [--out build]
 
-Without arguments runs every ``notebooks/NN_*.ipynb`` (learner notebooks) and
-``notebooks/solutions/*.ipynb`` in name order. Executed copies (with outputs) go to
+Without arguments runs every lesson ``notebooks/NN_*.ipynb`` in order; for a code challenge it
+runs the solution notebook (``notebooks/solutions/NN_*_solution.ipynb``) in place of the learner
+notebook, which stops at its first exercise by design. Executed copies (with outputs) go to
 ``build/``; the committed notebooks are never modified. Exits non-zero if any notebook fails.
 The caller sets the mode (``make run`` exports COURSE_FAST=1 and the offline variables).
 """
@@ -23,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def course_notebooks() -> list[Path]:
     nb_dir = ROOT / "notebooks"
-    return sorted(nb_dir.glob("[0-9][0-9]_*.ipynb")) + sorted((nb_dir / "solutions").glob("*.ipynb"))
+    solutions = {p.stem.removesuffix("_solution") + ".ipynb": p for p in (nb_dir / "solutions").glob("*_solution.ipynb")}
+    return [solutions.get(p.name, p) for p in sorted(nb_dir.glob("[0-9][0-9]_*.ipynb"))]
 
 
 def run(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, str]:
