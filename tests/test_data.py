@@ -340,3 +340,17 @@ def test_download_reuses_an_existing_file(tmp_path):
     existing = tmp_path / "x.json"
     existing.write_text("[]")
     assert download("http://127.0.0.1:9/never-fetched", existing) == existing
+
+
+def test_preference_text_round_trips_hh_transcripts(realdata):
+    from utils.data import load_preferences, preference_text
+    path = realdata / "hh_rlhf_harmless_base_test.first200.jsonl"
+    pairs, _ = load_preferences(path, errors="collect")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for pair in pairs[:50]:
+        text = preference_text(pair)
+        row = rows[pair["meta"]["index"]]
+        assert text["prompt"] + text["chosen"] == row["chosen"].rstrip() or \
+            (text["prompt"] + text["chosen"]).split() == row["chosen"].split()
+        assert (text["prompt"] + text["rejected"]).split() == row["rejected"].split()
+        assert text["prompt"].endswith("\n\nAssistant:") and text["chosen"].startswith(" ")

@@ -756,3 +756,20 @@ def download(url: str, target: str | Path, timeout: float = 60.0) -> Path:
                            "access: connect, or set COURSE_FAST=1 to use the shipped samples.") from err
     partial.replace(target)
     return target
+
+
+def preference_text(pair: dict) -> dict:
+    """A preference pair as the strings reward and DPO trainers take: ``{"prompt", "chosen", "rejected"}``.
+
+    Written in HH-RLHF's own transcript style (``"\\n\\nHuman: …\\n\\nAssistant:"``), so the prompt ends
+    where the two answers begin and each answer starts with a space.
+    """
+    def turns(messages: list[dict]) -> str:
+        names = {"user": "Human", "assistant": "Assistant", "system": "System"}
+        return "".join(f"\n\n{names[m['role']]}: {m['content']}" for m in messages)
+
+    def answer(messages: list[dict]) -> str:          # the first reply continues "Assistant:"
+        return " " + messages[0]["content"] + turns(messages[1:])
+
+    return {"prompt": turns(pair["prompt"]) + "\n\nAssistant:", "chosen": answer(pair["chosen"]),
+            "rejected": answer(pair["rejected"])}
