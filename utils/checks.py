@@ -348,7 +348,8 @@ def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs), None
     except NotImplementedError as e:
-        return None, f"not implemented yet: {e}"
+        return None, (f"not implemented yet: {e}" if str(e) else
+                      "not implemented yet — replace `raise NotImplementedError` with your code")
     except Exception as e:  # noqa: BLE001 — report any error as feedback, not a traceback
         return None, f"calling it raised {type(e).__name__}: {e}"
 
