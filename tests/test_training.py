@@ -159,3 +159,47 @@ def test_8bit_adamw_and_frozen_parameters(tok):
         configure_optimizer(model, lr=1e-3, weight_decay=0.1, kind="lion")
     h = train(model, examples(tok), TrainConfig(max_steps=6, batch_size=4, lr=3e-3, optimizer="adamw8bit"), progress=False)
     assert h["loss"][-1] < h["loss"][0]
+
+
+def test_param_groups_and_grad_norms(tok):
+    from peft import LoraConfig, get_peft_model
+
+    from utils.training import grad_norms_by_group, param_group, update_ratios
+    assert param_group("transformer.h.3.attn.c_attn.weight") == "block 3 attention"
+    assert param_group("transformer.h.3.ln_2.bias") == "block 3 MLP"
+    assert param_group("base_model.model.transformer.h.0.mlp.c_fc.lora_A.default.weight") == "block 0 MLP"
+    assert param_group("transformer.wte.weight") == "embeddings" and param_group("transformer.ln_f.weight") == "final LN"
+    model = tiny_gpt2(tok)
+    data = examples(tok)
+    batch = pad_collate(data[:4])
+    model(**batch).loss.backward()
+    norms = grad_norms_by_group(model)
+    assert list(norms) == ["embeddings", "block 0 attention", "block 0 MLP", "block 1 attention", "block 1 MLP", "final LN"]
+    total = math.sqrt(sum(v * v for v in norms.values()))
+    assert total == pytest.approx(float(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))), rel=1e-5)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.001)                                            # every weight moves by 0.1 %
+    assert all(r == pytest.approx(1e-3, rel=1e-3) for r in update_ratios(before, model).values())
+    lora = get_peft_model(tiny_gpt2(tok), LoraConfig(r=2, target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True))
+    lora(**batch).loss.backward()
+    assert "embeddings" not in grad_norms_by_group(lora)              # frozen: no gradient
+
+
+def test_on_grads_sees_clipped_gradients_before_the_step(tok):
+    seen = []
+
+    def record(step, model, loss):
+        norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.parameters() if p.grad is not None))
+        seen.append((step, norm, loss))
+    cfg = TrainConfig(max_steps=3, batch_size=4, lr=3e-3, grad_clip=0.01)
+    h = train(tiny_gpt2(tok), examples(tok), cfg, progress=False, on_grads=record)
+    assert [s for s, _, _ in seen] == [1, 2, 3] and all(n == pytest.approx(0.01, rel=1e-4) for _, n, _ in seen)
+    assert [l for _, _, l in seen] == h["loss"] and all(g > 0.01 for g in h["grad_norm"])   # history: before clipping
+
+
+def test_flops_per_token():
+    from utils.memory import GPT2_LARGE
+    from utils.training import flops_per_token
+    assert flops_per_token(GPT2_LARGE.n_params, 36, 1024, 1280) == 6 * 774_030_080 + 6 * 36 * 1024 * 1280

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -216,7 +217,8 @@ def load_checkpoint(path: str | Path, model, optimizer, scaler) -> tuple[int, di
 def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConfig, *,
           val_examples: Sequence[dict] | None = None, resume: bool = False, stop_at_step: int | None = None,
           device: str | None = None, progress: bool = True,
-          on_step: Callable[[int, dict], None] | None = None) -> dict[str, list]:
+          on_step: Callable[[int, dict], None] | None = None,
+          on_grads: Callable[[int, torch.nn.Module, float], None] | None = None) -> dict[str, list]:
     """Train ``model`` on ``train_examples`` (dicts with ``input_ids`` and ``labels``).
 
     One optimizer step: ``grad_accum`` micro-batches forward/backward (loss per supervised token,
@@ -227,6 +229,8 @@ def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConf
         resume: continue from the newest checkpoint in ``cfg.checkpoint_dir`` if there is one.
         stop_at_step: stop after this many steps, as a disconnect would (for demonstrations).
         on_step: called as ``on_step(step, history)`` after every step.
+        on_grads: called as ``on_grads(step, model, loss)`` once the gradients are final (unscaled,
+            clipped) and before the optimizer uses them — to record them, or to stop a run.
     Returns:
         the history as plain lists: ``step, loss, lr, grad_norm, tokens, seconds`` per step and
         ``val_step, val_loss, val_ppl`` per evaluation.
@@ -258,6 +262,8 @@ def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConf
             scaler.unscale_(optimizer)                       # clip the true gradients, not the scaled ones
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+        if on_grads is not None:
+            on_grads(step + 1, model, loss)
         if scaler is not None:
             scaler.step(optimizer)                           # skipped if the gradients overflowed
             scaler.update()
@@ -283,3 +289,68 @@ def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConf
     model.eval()
     return history
 
+
+
+# =========================================================================== gradient dynamics and compute
+_BLOCK = re.compile(r"\.h\.(\d+)\.(attn|ln_1|mlp|ln_2)\.")
+
+
+def param_group(name: str) -> str:
+    """The part of GPT-2 a parameter belongs to: ``embeddings``, ``block i attention``, ``block i MLP``, ``final LN``.
+
+    Each block's first LayerNorm counts with its attention, the second with its MLP. Works on
+    PEFT-wrapped names too (``base_model.model.transformer.h.0.attn.c_attn.lora_A.default.weight``).
+    """
+    m = _BLOCK.search(name)
+    if m:
+        return f"block {int(m.group(1))} {'attention' if m.group(2) in ('attn', 'ln_1') else 'MLP'}"
+    if ".wte." in name or ".wpe." in name or name.startswith(("wte.", "wpe.")):
+        return "embeddings"
+    if "ln_f" in name:
+        return "final LN"
+    return "other"
+
+
+def _group_order(groups) -> list[str]:
+    def key(g: str):
+        if g == "embeddings":
+            return (0, 0, 0)
+        if g.startswith("block"):
+            _, i, part = g.split(" ")
+            return (1, int(i), 0 if part == "attention" else 1)
+        return (2, 0, 0) if g == "final LN" else (3, 0, 0)
+    return sorted(groups, key=key)
+
+
+def grad_norms_by_group(model: torch.nn.Module) -> dict[str, float]:
+    r"""L2 norm of the gradient of each part of the model, :math:`\sqrt{\sum_{p\in g}\lVert\nabla p\rVert^2}`, in model order."""
+    sq: dict[str, float] = {}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            g = param_group(name)
+            sq[g] = sq.get(g, 0.0) + float(p.grad.detach().float().pow(2).sum())
+    return {g: math.sqrt(sq[g]) for g in _group_order(sq)}
+
+
+def update_ratios(before: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, float]:
+    r"""Per part: :math:`\lVert w_{after} - w_{before}\rVert / \lVert w_{before}\rVert` over the trainable parameters.
+
+    ``before`` = ``{name: p.detach().clone()}`` taken before ``optimizer.step()``. A common rule of
+    thumb puts healthy values near 1e-3 (CS231n notes, "Neural Networks Part 3": ratio of update
+    magnitudes to value magnitudes).
+    """
+    num: dict[str, float] = {}
+    den: dict[str, float] = {}
+    for name, p in model.named_parameters():
+        if name in before:
+            g = param_group(name)
+            num[g] = num.get(g, 0.0) + float((p.detach() - before[name]).float().pow(2).sum())
+            den[g] = den.get(g, 0.0) + float(before[name].float().pow(2).sum())
+    return {g: math.sqrt(num[g]) / max(math.sqrt(den[g]), 1e-12) for g in _group_order(num)}
+
+
+def flops_per_token(n_params: int, n_layer: int, n_ctx: int, d_model: int) -> int:
+    r"""Training FLOPs per token, :math:`6N + 6\,n_{layer}\,n_{ctx}\,d_{model}` (Kaplan et al., 2020, Table 1:
+    a forward pass costs :math:`2N + 2n_{layer}n_{ctx}d_{attn}`, and backward twice the forward). Embedding
+    parameters are included in N here; at GPT-2's sizes the difference is a few percent."""
+    return 6 * n_params + 6 * n_layer * n_ctx * d_model
