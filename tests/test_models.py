@@ -100,3 +100,15 @@ def test_hub_reachable(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     assert not models.hub_reachable(timeout=2)
+
+
+def test_reward_model_reads_the_last_real_token(tok):
+    from utils.models import load_reward_model
+    rm = load_reward_model("gpt2", tok, fast=True).eval()
+    assert rm.config.num_labels == 1 and rm.config.pad_token_id == tok.eos_token_id
+    ids = tok("a good movie")["input_ids"]
+    padded = torch.tensor([ids + [tok.eos_token_id] * 3])
+    with torch.no_grad():
+        alone = rm(input_ids=torch.tensor([ids])).logits
+        with_pad = rm(input_ids=padded, attention_mask=(padded != tok.eos_token_id).long()).logits
+    assert alone.shape == (1, 1) and torch.allclose(alone, with_pad, atol=1e-5)

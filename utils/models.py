@@ -114,3 +114,29 @@ def load_model_and_tokenizer(name: str = "gpt2", *, seed: int = 0, fast: bool | 
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
     return model.eval(), tok
+
+
+def load_reward_model(name: str = "gpt2", tokenizer: PreTrainedTokenizerBase | None = None, *, seed: int = 0,
+                      fast: bool | None = None) -> PreTrainedModel:
+    """A GPT-2 with a one-number head (``num_labels=1``) for reward modelling, its pad id set.
+
+    The sequence-classification head reads the last token that is not padding, so it must know
+    the pad id (GPT-2 pads with EOS). Full mode: ``name`` from the Hub with a fresh head. Fast
+    mode: the tiny GPT-2's shape, randomly initialised from ``seed``.
+    """
+    from transformers import AutoModelForSequenceClassification, GPT2ForSequenceClassification
+    fast = fast_mode() if fast is None else fast
+    tokenizer = tokenizer or load_gpt2_tokenizer()
+    if fast:
+        config = GPT2Config(vocab_size=len(tokenizer), num_labels=1, pad_token_id=tokenizer.eos_token_id, **TINY_GPT2)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return GPT2ForSequenceClassification(config)
+    local_only = not hub_reachable()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=1, local_files_only=local_only)
+    except Exception as err:  # noqa: BLE001 — same plain message as load_model_and_tokenizer
+        raise HubUnavailableError(f"Could not load '{name}' from the Hugging Face Hub ({type(err).__name__}). "
+                                  "Connect to the internet, or set COURSE_FAST=1 to run offline with the tiny model.") from err
+    model.config.pad_token_id = tokenizer.eos_token_id
+    return model
