@@ -335,7 +335,7 @@ def grad_norms_by_group(model: torch.nn.Module) -> dict[str, float]:
 def update_ratios(before: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, float]:
     r"""Per part: :math:`\lVert w_{after} - w_{before}\rVert / \lVert w_{before}\rVert` over the trainable parameters.
 
-    ``before`` = ``{name: p.detach().clone()}`` taken before ``optimizer.step()``. A common rule of
+    ``before`` = ``{name: p.detach().clone()}`` (or a CPU copy, to spare GPU memory) taken before ``optimizer.step()``. A common rule of
     thumb puts healthy values near 1e-3 (CS231n notes, "Neural Networks Part 3": ratio of update
     magnitudes to value magnitudes).
     """
@@ -344,7 +344,8 @@ def update_ratios(before: dict[str, torch.Tensor], model: torch.nn.Module) -> di
     for name, p in model.named_parameters():
         if name in before:
             g = param_group(name)
-            num[g] = num.get(g, 0.0) + float((p.detach() - before[name]).float().pow(2).sum())
+            prev = before[name].to(p.device)             # the snapshot may live on the CPU
+            num[g] = num.get(g, 0.0) + float((p.detach() - prev).float().pow(2).sum())
             den[g] = den.get(g, 0.0) + float(before[name].float().pow(2).sum())
     return {g: math.sqrt(num[g]) / max(math.sqrt(den[g]), 1e-12) for g in _group_order(num)}
 
