@@ -342,6 +342,17 @@ def test_download_reuses_an_existing_file(tmp_path):
     assert download("http://127.0.0.1:9/never-fetched", existing) == existing
 
 
+def test_load_json_reads_paths_and_fetches_urls_once(tmp_path, realdata):
+    from utils.data import load_json
+    path = realdata / "llms_from_scratch_instruction_data.first200.json"
+    assert load_json(path, tmp_path / "unused.json") == json.loads(path.read_text(encoding="utf-8"))
+    cached = tmp_path / "cache.json"
+    cached.write_text('[{"instruction": "x"}]')                 # already downloaded: no network needed
+    assert load_json("https://example.invalid/data.json", cached) == [{"instruction": "x"}]
+    with pytest.raises(RuntimeError, match="set COURSE_FAST=1"):
+        load_json("https://127.0.0.1:9/data.json", tmp_path / "missing.json")
+
+
 def test_preference_text_round_trips_hh_transcripts(realdata):
     from utils.data import load_preferences, preference_text
     path = realdata / "hh_rlhf_harmless_base_test.first200.jsonl"

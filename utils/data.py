@@ -758,6 +758,14 @@ def download(url: str, target: str | Path, timeout: float = 60.0) -> Path:
     return target
 
 
+def load_json(source: str | Path, download_to: str | Path) -> Any:
+    """Parse a JSON file given as a local path, or as an ``https://`` URL fetched once into
+    ``download_to`` (:func:`download`: a clear error with a timeout when offline)."""
+    if str(source).startswith("https://"):
+        source = download(str(source), download_to)
+    return json.loads(Path(source).read_text(encoding="utf-8"))
+
+
 def preference_text(pair: dict) -> dict:
     """A preference pair as the strings reward and DPO trainers take: ``{"prompt", "chosen", "rejected"}``.
 
