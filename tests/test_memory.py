@@ -48,10 +48,12 @@ def test_measure_peak_memory_on_cpu_sees_an_allocation():
 
 
 def _saved_tensor_bytes(shape, *, seq_len, batch_size, precision, lora_r, grad_checkpointing):
-    """Count what autograd really saves for backward: every saved tensor's storage, once, no parameters."""
+    """Count what autograd really saves for backward, on the real transformers GPT-2 of that shape."""
     import contextlib
 
     from transformers import GPT2Config, GPT2LMHeadModel
+
+    from utils.memory import saved_tensor_bytes
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=shape.n_layer, n_embd=shape.n_embd, n_head=shape.n_head,
                                        n_positions=shape.n_positions))
@@ -63,18 +65,9 @@ def _saved_tensor_bytes(shape, *, seq_len, batch_size, precision, lora_r, grad_c
         model = get_peft_model(model, LoraConfig(r=lora_r, target_modules=["c_attn", "c_proj", "c_fc"],
                                                  fan_in_fan_out=True, lora_dropout=0.0))
     model.train()
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved = {}
-
-    def pack(t):
-        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
     x = torch.randint(0, shape.vocab_size, (batch_size, seq_len))
     amp = torch.autocast("cpu", dtype=torch.float16) if precision == "fp16" else contextlib.nullcontext()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), amp:
-        model(input_ids=x, labels=x)
-    return sum(n for ptr, n in saved.items() if ptr not in params)
+    return saved_tensor_bytes(model, autocast=amp, input_ids=x, labels=x)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])

@@ -358,6 +358,14 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.3f} GiB"
 
 
+def _tiny_lm(n_layer: int = 2, n_embd: int = 64, **config):
+    """A small random GPT-2 (seed 0, GPT-2's vocabulary) for a checker to try the learner's code on."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=2, n_positions=256, **config))
+
+
 def param_count_problems(count_params) -> list[str]:
     """``count_params(n_layer, n_embd, vocab_size=50257, n_positions=1024) -> int`` for GPT-2."""
     from .memory import GPT2_LARGE, GPT2_MEDIUM, GPT2_SMALL, ModelShape
@@ -451,9 +459,7 @@ def check_precision_choice(choose_precision) -> bool:
 
 def lora_config_problems(make_lora_config) -> list[str]:
     """``make_lora_config(r) -> peft.LoraConfig`` for GPT-2's Conv1D layers."""
-    import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import GPT2Config, GPT2LMHeadModel
 
     from .memory import ModelShape
     config, problem = _call(make_lora_config, 4)
@@ -476,8 +482,7 @@ def lora_config_problems(make_lora_config) -> list[str]:
     if problems:
         return problems
     shape = ModelShape(2, 64, 2, n_positions=256)
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=256))
+    model = _tiny_lm()
     peft_model = get_peft_model(model, config)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     if trainable != shape.lora_params(4):
@@ -495,10 +500,7 @@ def check_lora_config(make_lora_config) -> bool:
 
 def memory_savers_problems(add_memory_savers) -> list[str]:
     """``add_memory_savers(model, lr) -> optimizer``: gradient checkpointing on, 8-bit AdamW returned."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=256))
+    model = _tiny_lm()
     optimizer, problem = _call(add_memory_savers, model, 1e-3)
     if problem:
         return [problem]
@@ -533,12 +535,10 @@ def validation_loss_problems(validation_loss) -> list[str]:
     import math
 
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
 
     from .env import pick_device_and_precision
     from .training import evaluate
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=64))
+    model = _tiny_lm(1, 32)
     g = torch.Generator().manual_seed(1)
     batches = []
     for n_batch, length, supervised in [(2, 24, 20), (3, 16, 2), (1, 8, 5)]:   # very different token counts
@@ -585,11 +585,8 @@ def save_reload_problems(save_and_reload, tmp_dir) -> list[str]:
 
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import GPT2Config, GPT2LMHeadModel
 
-    def make_base():
-        torch.manual_seed(0)
-        return GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=256))
+    make_base = _tiny_lm
 
     model = get_peft_model(make_base(), LoraConfig(r=4, target_modules=["c_attn", "c_proj", "c_fc"],
                                                    fan_in_fan_out=True))
@@ -867,11 +864,9 @@ def check_finite_guard(assert_finite) -> bool:
 def group_norm_problems(my_grad_norms) -> list[str]:
     """``my_grad_norms(model) -> {group: norm}`` with groups from ``utils.training.param_group``."""
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
 
     from .training import grad_norms_by_group
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64))
+    model = _tiny_lm(2, 32)
     x = torch.randint(0, 50257, (2, 16), generator=torch.Generator().manual_seed(0))
     model(input_ids=x, labels=x).loss.backward()
     got, problem = _call(my_grad_norms, model)
@@ -924,16 +919,12 @@ def check_flops(my_flops_per_token) -> bool:
 def accumulation_problems(accumulate) -> list[str]:
     """``accumulate(model, micro_batches)`` leaves in ``.grad`` the gradient of the whole batch's loss per token."""
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
 
     from .loss import masked_nll
     from .masking import pad_collate
 
-    def make():
-        torch.manual_seed(0)
-        m = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=64, resid_pdrop=0.0,
-                                       embd_pdrop=0.0, attn_pdrop=0.0))
-        return m
+    def make():                                      # dropout off: the same forward pass every time
+        return _tiny_lm(1, 32, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     g = torch.Generator().manual_seed(0)
     examples = []
     for n_prompt, n_resp in [(3, 12), (5, 2), (2, 9), (6, 1)]:             # very different response lengths
