@@ -142,3 +142,124 @@ def test_saved_tensor_and_optimizer_state_measurers():
     opt.step()
     n = sum(p.numel() for p in model.parameters())
     assert 8 * n <= optimizer_state_bytes(opt) <= 8 * n + 4 * 100   # m and v, plus a scalar step per tensor
+
+
+def test_available_memory_counts_what_the_caching_allocator_holds_unused(monkeypatch):
+    """After a measured step PyTorch keeps ~7 GiB cached: the driver calls it used, PyTorch reuses it."""
+    from utils.memory import available_memory, require_fits
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * gib, 15 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 9 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2 * gib)
+    assert available_memory("cuda") == 2 * gib + (9 - 2) * gib
+    require_fits({"total": 7 * gib}, available_memory("cuda:0"))       # 7 ≤ 0.9 × 9: fits
+    assert available_memory("cpu") is None
+
+
+def test_gradient_accumulation_keeps_the_first_micro_batchs_gradients():
+    from utils.memory import predict_training_memory
+    n, r = GPT2_LARGE.n_params, GPT2_LARGE.lora_params(16)
+    # LoRA, fp32: backward is the peak either way, so accumulation adds exactly the adapters' gradients.
+    one = predict_training_memory(GPT2_LARGE, seq_len=512, lora=16, device="cuda")
+    two = predict_training_memory(GPT2_LARGE, seq_len=512, lora=16, device="cuda", grad_accum=2)
+    assert two["total"] - one["total"] == 4 * r
+    assert predict_training_memory(GPT2_LARGE, seq_len=512, lora=16, device="cuda", grad_accum=8) == two
+    # Full fine-tuning, 8-bit + checkpointing: without accumulation the gradients peak alone at the step;
+    # with it they are there while the next micro-batch's activations, logits and autocast cache are.
+    kw = dict(seq_len=512, batch_size=4, optimizer="adamw8bit", precision="fp16", grad_checkpointing=True, device="cuda")
+    one, two = predict_training_memory(GPT2_LARGE, **kw), predict_training_memory(GPT2_LARGE, **kw, grad_accum=2)
+    static = one["weights"] + one["optimizer"]
+    assert one["total"] == static + 4 * n                                  # optimizer.step(): weights, states, gradients
+    logits_out, log_probs = 2 * 4 * 512 * 50257, 4 * 4 * 512 * 50257
+    # the end of the second forward, still inside autocast: the first micro-batch's gradients and logits, the
+    # checkpoints, the LM head's input and weight copy, the fp16 copies of all other weights, the new logits
+    cache = GPT2_LARGE.n_layer * (24 * 1280**2 + 18 * 1280)
+    assert one["autocast_cache"] == cache
+    forward_end = 4 * n + logits_out + _checkpointed(kw) - log_probs + cache + logits_out
+    assert two["total"] == static + forward_end
+    assert two["total"] - one["total"] > one["autocast_cache"]            # the cache comes on top of the gradients
+    with pytest.raises(ValueError, match="grad_accum"):
+        predict_training_memory(GPT2_LARGE, seq_len=512, grad_accum=0)
+
+
+def _checkpointed(kw):
+    from utils.memory import activation_memory
+    return activation_memory(GPT2_LARGE, seq_len=kw["seq_len"], batch_size=kw["batch_size"], precision=kw["precision"],
+                             grad_checkpointing=True, device=kw["device"])
+
+
+@pytest.mark.parametrize("grad_checkpointing", [True, False])
+def test_autocast_cache_term_is_what_leaving_autocast_frees(grad_checkpointing):
+    """Track every fp16 copy autocast makes of a parameter; count those alive at the end of forward and after."""
+    import weakref
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from utils.memory import predict_training_memory
+    shape = ModelShape(2, 64, 2, n_positions=256)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=256)).train()
+    if grad_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    params = {p.data_ptr() for p in model.parameters()}
+    copies = []
+
+    class TrackCopies(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func is torch.ops.aten._to_copy.default and args[0].data_ptr() in params:
+                copies.append(weakref.ref(out))
+            return out
+
+    def alive():
+        return sum(t.untyped_storage().nbytes() for t in (r() for r in copies) if t is not None)
+
+    x = torch.randint(0, 50257, (1, 32))
+    with torch.autocast("cpu", dtype=torch.float16):
+        with TrackCopies():
+            logits = model(input_ids=x).logits
+        at_forward_end = alive()
+    freed_on_exit = at_forward_end - alive()
+    predicted = predict_training_memory(shape, seq_len=32, precision="fp16", grad_checkpointing=grad_checkpointing,
+                                        device="cpu")["autocast_cache"]
+    assert freed_on_exit == predicted, (freed_on_exit, predicted)
+    assert at_forward_end >= 2 * (shape.n_params - 256 * 64 - 2 * 2 * 2 * 64 - 2 * 64) * grad_checkpointing
+    del logits
+
+
+def test_cuda_branch_drops_the_attention_square_and_shrinks_the_dropout_masks():
+    from utils.memory import activation_memory
+    small = ModelShape(1, 64, 4, vocab_size=1)                     # a 1-token vocabulary hides the loss term
+    for precision in ("fp32", "fp16"):
+        cuda = [activation_memory(small, seq_len=s, precision=precision, device="cuda") for s in (128, 256, 512)]
+        assert cuda[1] - cuda[0] == (cuda[2] - cuda[1]) / 2           # linear in S: no S×S tensor is stored
+    cpu = activation_memory(small, seq_len=256)
+    cuda = activation_memory(small, seq_len=256, device="cuda")
+    # per block: 12·a·S² (three S×S tensors) and q, k, v copies go; two 4-byte masks become 1-byte; logsumexp comes;
+    # outside: the embeddings' mask, 4 → 1 byte
+    assert cpu - cuda == 12 * 4 * 256**2 + 6 * 256 * 64 - 4 * 4 * 256 + 3 * 256 * 64
+    # fp16 autocast on CUDA: the GELU runs in fp32 (torch.pow is on autocast's fp32 list), +24·B·S·d
+    amp = [activation_memory(small, seq_len=256, precision="fp16", device=dev) for dev in ("cpu", "cuda")]
+    assert amp[0] - amp[1] == 12 * 4 * 256**2 + 8 * 256 - 4 * 4 * 256 - 16 * 256 + 8 * 64 + (6 + 2 - 24) * 256 * 64 \
+        + 3 * 256 * 64
+    # padding (batch > 1): the mask becomes an additive S×S bias per block, kept by the kernel
+    two = activation_memory(small, seq_len=256, batch_size=2, device="cuda")
+    assert two - 2 * cuda == 4 * 2 * 256**2
+    with pytest.raises(ValueError, match="device"):
+        activation_memory(small, seq_len=256, device="tpu")
+
+
+def test_logits_and_their_gradients_follow_the_measured_16_and_14_bytes_per_logit():
+    """While log_softmax's backward runs: the logits, the log-probs, their gradient and the logits' fp32 gradient.
+
+    Measured on a CPU (peak RSS of one micro-batch of utils.training's loop, a 1-block d=64 GPT-2, batch 4 × 512):
+    16.5·B·S·V bytes in fp32, 14.4·B·S·V under fp16 autocast, the small rest being the block's activations.
+    """
+    from utils.memory import predict_training_memory
+    B, S, V, d = 4, 512, 50257, 8
+    tiny = ModelShape(0, d, 1, vocab_size=V)                       # no block: nothing but embeddings and the loss
+    for precision, per_logit, embeddings, head_copy in (("fp32", 16, 12, 0), ("fp16", 14, 10, 2 * V * d)):
+        p = predict_training_memory(tiny, seq_len=S, batch_size=B, precision=precision, device="cpu", optimizer="sgd")
+        assert p["total"] - p["weights"] - embeddings * B * S * d - head_copy == per_logit * B * S * V
