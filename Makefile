@@ -1,7 +1,10 @@
 # make run   — execute every notebook in fast mode (offline, tiny model) into build/
 # make test  — unit tests + every notebook under nbval, fast mode, offline
 # make bench — benchmarks (not part of CI)
+# make rehearse [NOTEBOOKS="05 07"] — full configuration offline: real architectures, random weights, capped loops → build/rehearsal.md
 # Both create .venv on first use: torch first (the pinned CPU wheel), then requirements.txt.
+# make gpu-wheels — download into .whl/ the wheels a registry-less GPU machine lacks (scripts/gpu_wheels.py);
+#                   there, `bash scripts/gpu_check.sh` installs them offline and runs the checks
 
 PYTHON  ?= python3
 VENV    := .venv
@@ -10,7 +13,7 @@ STAMP   := $(VENV)/.installed
 TORCH   := $(shell grep -E '^torch==' requirements.txt)
 OFFLINE := COURSE_FAST=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: venv run test bench clean
+.PHONY: venv run test bench rehearse clean gpu-wheels gpu-check
 
 venv: $(STAMP)
 
@@ -30,6 +33,16 @@ bench: $(STAMP)
 	@if ls tests/benchmarks/bench_*.py >/dev/null 2>&1; then \
 		for b in tests/benchmarks/bench_*.py; do $(PY) $$b || exit 1; done; \
 	else echo "no benchmarks yet (tests/benchmarks/bench_*.py)"; fi
+
+gpu-wheels: $(STAMP)
+	$(PY) scripts/gpu_wheels.py
+
+gpu-check:
+	bash scripts/gpu_check.sh
+
+rehearse: $(STAMP)
+	env -u COURSE_FAST COURSE_REHEARSAL=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+		$(PY) scripts/rehearse.py $(NOTEBOOKS)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -68,3 +68,29 @@ def test_print_versions(capsys, monkeypatch):
 def test_precision_for_compute_capabilities():
     from utils.env import precision_for
     assert [precision_for(c) for c in (None, (6, 0), (7, 5), (8, 0), (9, 0))] == ["fp32", "fp16", "fp16", "bf16", "bf16"]
+
+
+@pytest.mark.parametrize("value,expected", [("1", True), ("TRUE", True), (" yes ", True), ("on", True),
+                                            ("0", False), ("", False), ("off", False), ("2", False)])
+def test_env_flag_is_the_one_parser(monkeypatch, value, expected):
+    monkeypatch.setenv("SOME_COURSE_FLAG", value)
+    assert env.env_flag("SOME_COURSE_FLAG") is expected
+    monkeypatch.delenv("SOME_COURSE_FLAG")
+    assert env.env_flag("SOME_COURSE_FLAG") is False
+
+
+def test_rehearsal_flag_and_fast_mode_wins(monkeypatch):
+    monkeypatch.delenv("COURSE_FAST", raising=False)
+    monkeypatch.setenv("COURSE_REHEARSAL", "Yes")
+    assert env.rehearsal() is True
+    monkeypatch.setenv("COURSE_FAST", "1")
+    assert env.rehearsal() is False            # fast mode changes the configuration itself
+    monkeypatch.setenv("COURSE_FAST", "0")
+    monkeypatch.setenv("COURSE_REHEARSAL", "off")
+    assert env.rehearsal() is False
+
+
+def test_hub_reachable_reads_HF_HUB_OFFLINE_with_env_flag(monkeypatch):
+    from utils import models
+    monkeypatch.setenv("HF_HUB_OFFLINE", " ON ")     # case and spaces read as in COURSE_FAST
+    assert models.hub_reachable(timeout=1) is False

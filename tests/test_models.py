@@ -112,3 +112,92 @@ def test_reward_model_reads_the_last_real_token(tok):
         alone = rm(input_ids=torch.tensor([ids])).logits
         with_pad = rm(input_ids=padded, attention_mask=(padded != tok.eos_token_id).long()).logits
     assert alone.shape == (1, 1) and torch.allclose(alone, with_pad, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- which errors mean "no Hub"
+class _FakeResponse:                       # what huggingface_hub's HTTP errors read from a response
+    headers: dict = {}
+    request = None
+
+
+def _hub_error(cls, message):
+    return cls(message, response=_FakeResponse())
+
+
+@pytest.fixture
+def hub_online(monkeypatch):
+    """Pretend the Hub is reachable and the tokenizer loads, so only the model load can fail."""
+    monkeypatch.delenv("COURSE_REHEARSAL", raising=False)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=5.0: True)
+    monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", lambda *a, **k: models.load_gpt2_tokenizer())
+
+
+@pytest.mark.parametrize("error", [
+    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    RuntimeError("Error(s) in loading state_dict for GPT2LMHeadModel: size mismatch for wte.weight"),
+    OSError(28, "No space left on device"),
+    ImportError("cannot import name 'Conv1D' from 'transformers.modeling_utils' (version mismatch)"),
+], ids=["oom", "size-mismatch", "disk-full", "version-mismatch"])
+def test_non_network_errors_keep_their_own_message(hub_online, monkeypatch, error):
+    def boom(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", boom)
+    with pytest.raises(type(error)) as info:
+        models.load_model_and_tokenizer("gpt2", fast=False)
+    assert info.value is error and not isinstance(info.value, models.HubUnavailableError)
+    assert "internet" not in str(info.value) and "COURSE_FAST" not in str(info.value)
+
+    from transformers import AutoModelForSequenceClassification
+    monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained", boom)
+    with pytest.raises(type(error)) as info:
+        models.load_reward_model("gpt2", fast=False)
+    assert info.value is error
+
+
+def test_gated_model_is_not_called_a_network_problem(hub_online, monkeypatch):
+    from huggingface_hub.errors import GatedRepoError
+    gated = _hub_error(GatedRepoError, "Access to model meta-llama/Llama-3.2-1B is restricted. You must be authenticated.")
+
+    def refuse(*args, **kwargs):
+        raise gated
+    monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", refuse)
+    with pytest.raises(GatedRepoError, match="restricted"):
+        models.load_model_and_tokenizer("meta-llama/Llama-3.2-1B", fast=False)
+
+
+def test_typo_in_model_id_online_says_check_the_name(hub_online, monkeypatch):
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    def not_found(*args, **kwargs):
+        try:
+            raise _hub_error(RepositoryNotFoundError, "404 Client Error. Repository Not Found for url: https://huggingface.co/gtp2")
+        except RepositoryNotFoundError as err:   # transformers wraps it in an OSError, as here
+            raise OSError("gtp2 is not a local folder and is not a valid model identifier listed on "
+                          "'https://huggingface.co/models'") from err
+    monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", not_found)
+    with pytest.raises(models.HubUnavailableError, match="not a model on the Hugging Face Hub") as info:
+        models.load_model_and_tokenizer("gtp2", fast=False)
+    assert "internet" not in str(info.value)
+
+
+@pytest.mark.parametrize("error,expected", [
+    (OSError("We couldn't connect to 'https://huggingface.co' to load the files"), "offline"),
+    (ConnectionError("connection refused"), "offline"),
+    (TimeoutError("timed out"), "offline"),
+    (OSError(28, "No space left on device"), None),
+    (MemoryError(), None),
+    (ValueError("Unrecognized configuration class"), None),
+])
+def test_hub_problem_classifies_errors(error, expected):
+    assert models.hub_problem(error) == expected
+
+
+def test_hub_problem_follows_the_cause_chain():
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    try:
+        try:
+            raise LocalEntryNotFoundError("Cannot find the requested files in the disk cache")
+        except LocalEntryNotFoundError as inner:
+            raise OSError("something generic") from inner
+    except OSError as outer:
+        assert models.hub_problem(outer) == "offline"

@@ -3,6 +3,12 @@
 Fast mode (``COURSE_FAST=1``) swaps the real models and datasets for a tiny randomly
 initialised GPT-2 and shipped samples, so every notebook runs offline on 2 CPU cores in
 under two minutes. It is decided in exactly one place: :func:`fast_mode`.
+
+Rehearsal (``COURSE_REHEARSAL=1``, ``COURSE_FAST`` unset) runs the *full* configuration offline:
+the real architectures with random weights and Hub-shaped fixtures built from the shipped samples,
+with training loops capped to a few steps (``make rehearse``, :mod:`utils.rehearsal`). It proves
+shapes, memory and time, not what a model learns. Every on/off environment variable is read by
+:func:`env_flag`.
 """
 from __future__ import annotations
 
@@ -19,9 +25,22 @@ import torch
 _TRUE = {"1", "true", "yes", "on"}
 
 
+def env_flag(name: str) -> bool:
+    """True when the environment variable ``name`` is 1/true/yes/on (any case, spaces ignored);
+    unset, empty and anything else (0/false/no/off) is False."""
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
 def fast_mode() -> bool:
     """True when the environment variable ``COURSE_FAST`` is set to 1/true/yes/on."""
-    return os.environ.get("COURSE_FAST", "").strip().lower() in _TRUE
+    return env_flag("COURSE_FAST")
+
+
+def rehearsal() -> bool:
+    """True when ``COURSE_REHEARSAL`` is on and fast mode is not: the full configuration runs
+    offline on random weights of the real architectures (see :mod:`utils.rehearsal`).
+    Fast mode wins when both are set, because it changes the configuration itself."""
+    return env_flag("COURSE_REHEARSAL") and not fast_mode()
 
 
 def in_colab() -> bool:
@@ -108,4 +127,12 @@ def print_versions() -> None:
         where = f"cuda ({torch.cuda.get_device_name(dp.device)})"
     print(" | ".join(f"{k} {v}" for k, v in versions().items()))
     print(f"device: {where} | precision: {dp.precision} | "
-          f"mode: {'FAST (tiny model, shipped data)' if fast_mode() else 'FULL (real models from the Hub)'}")
+          f"mode: {_mode_name()}")
+
+
+def _mode_name() -> str:
+    if fast_mode():
+        return "FAST (tiny model, shipped data)"
+    if rehearsal():
+        return "REHEARSAL (full configuration, random weights, Hub-shaped local data, capped loops)"
+    return "FULL (real models from the Hub)"

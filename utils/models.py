@@ -4,6 +4,11 @@ Full mode: the real checkpoint from the Hugging Face Hub, e.g. ``gpt2``.
 Fast mode: a tiny randomly initialised GPT-2 (2 layers, 2 heads, 64 dimensions) with the
 *real* GPT-2 tokenizer shipped in ``data/gpt2-tokenizer``, so token ids, masks and
 templates are exactly what a learner sees in Colab; only the model's knowledge is missing.
+Rehearsal (``COURSE_REHEARSAL=1``): the real architecture, built from ``data/configs/<name>.json``
+with random weights and the shipped GPT-2 tokenizer (``make rehearse``: shapes, memory, time).
+
+Only a network, offline or not-on-the-Hub problem becomes :class:`HubUnavailableError`; any other
+error (out of memory, a full disk, a version mismatch, a gated model) keeps its own type and message.
 """
 from __future__ import annotations
 
@@ -16,10 +21,11 @@ import torch
 from transformers import (AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel,
                           GPT2TokenizerFast, PreTrainedModel, PreTrainedTokenizerBase)
 
-from .env import fast_mode
+from .env import env_flag, fast_mode, rehearsal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER_DIR = REPO_ROOT / "data" / "gpt2-tokenizer"
+CONFIG_DIR = REPO_ROOT / "data" / "configs"
 
 #: The fast-mode model: small enough that a CPU step takes milliseconds, big enough to
 #: memorise a handful of instruction/response pairs.
@@ -36,7 +42,7 @@ def hub_reachable(timeout: float = 5.0) -> bool:
     Asked once before loading so that a machine without internet fails in seconds instead
     of sitting through the download client's retries (about a minute).
     """
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+    if env_flag("HF_HUB_OFFLINE"):
         return False
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     try:
@@ -89,7 +95,10 @@ def load_model_and_tokenizer(name: str = "gpt2", *, seed: int = 0, fast: bool | 
             and let autocast do the half-precision arithmetic.
 
     Raises:
-        HubUnavailableError: full mode, and the Hub cannot be reached (or the id is wrong).
+        HubUnavailableError: full mode, and the Hub cannot be reached (or has no model ``name``).
+            Any other error (out of memory, no space left on the disk, a gated model, a version
+            mismatch) is raised as it is, with its own message.
+        FileNotFoundError: rehearsal, and ``data/configs`` has no config for ``name``.
     """
     fast = fast_mode() if fast is None else fast
     if fast:
@@ -98,17 +107,14 @@ def load_model_and_tokenizer(name: str = "gpt2", *, seed: int = 0, fast: bool | 
         n = sum(p.numel() for p in model.parameters())
         print(f"fast mode: tiny random GPT-2 ({n / 1e6:.1f} M parameters) stands in for '{name}'")
         return model, tok
+    if rehearsal():
+        return rehearsal_model(name, seed=seed, dtype=dtype)
     local_only = not hub_reachable()  # then only a copy already in the local cache can load
     try:
         tok = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=local_only)
-    except Exception as err:  # OSError, HTTP and offline errors all mean the same here
-        raise HubUnavailableError(
-            f"Could not load '{name}' from the Hugging Face Hub ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}).\n"
-            "Full mode downloads real models and needs internet access. "
-            "Connect to the internet, or set COURSE_FAST=1 to run the course offline "
-            "with the tiny model.") from err
+    except Exception as err:
+        raise _hub_error(name, err, local_only) or err
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if model.generation_config.pad_token_id is None:
@@ -122,7 +128,8 @@ def load_reward_model(name: str = "gpt2", tokenizer: PreTrainedTokenizerBase | N
 
     The sequence-classification head reads the last token that is not padding, so it must know
     the pad id (GPT-2 pads with EOS). Full mode: ``name`` from the Hub with a fresh head. Fast
-    mode: the tiny GPT-2's shape, randomly initialised from ``seed``.
+    mode: the tiny GPT-2's shape, randomly initialised from ``seed``. Rehearsal: ``name``'s real
+    architecture from ``data/configs`` with random weights. Errors as in :func:`load_model_and_tokenizer`.
     """
     from transformers import AutoModelForSequenceClassification, GPT2ForSequenceClassification
     fast = fast_mode() if fast is None else fast
@@ -132,11 +139,138 @@ def load_reward_model(name: str = "gpt2", tokenizer: PreTrainedTokenizerBase | N
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return GPT2ForSequenceClassification(config)
+    if rehearsal():
+        model = rehearsal_model(name, seed=seed, task="sequence-classification", tokenizer=tokenizer)
+        model.config.pad_token_id = tokenizer.eos_token_id
+        return model
     local_only = not hub_reachable()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=1, local_files_only=local_only)
-    except Exception as err:  # noqa: BLE001 — same plain message as load_model_and_tokenizer
-        raise HubUnavailableError(f"Could not load '{name}' from the Hugging Face Hub ({type(err).__name__}). "
-                                  "Connect to the internet, or set COURSE_FAST=1 to run offline with the tiny model.") from err
+    except Exception as err:
+        raise _hub_error(name, err, local_only) or err
     model.config.pad_token_id = tokenizer.eos_token_id
     return model
+
+
+# =========================================================================== which errors mean "no Hub"
+_NO_HUB_MESSAGES = ("couldn't connect to", "could not connect to", "offline mode", "outgoing traffic has been disabled",
+                    "cannot find the requested files in the local cache", "connection error", "name or service not known",
+                    "temporary failure in name resolution", "connection refused", "max retries exceeded")
+_NOT_FOUND_MESSAGES = ("is not a valid model identifier", "repository not found")
+
+
+def _exception_chain(err: BaseException):
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def hub_problem(err: BaseException) -> str | None:
+    """``"offline"`` if ``err`` (or an exception it was raised from) means the Hub could not be reached
+    or offline mode is on, ``"not_found"`` if the Hub has no such repository/revision, ``None`` otherwise
+    (out of memory, a full disk, a gated model, a version mismatch...: not a network problem)."""
+    from huggingface_hub import errors as hub_errors
+    for e in _exception_chain(err):
+        if isinstance(e, (hub_errors.GatedRepoError, hub_errors.DisabledRepoError)):
+            return None                              # reachable, but access is refused: its own message says why
+        if isinstance(e, (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError)):
+            return "not_found"
+        if isinstance(e, (hub_errors.OfflineModeIsEnabled, hub_errors.LocalEntryNotFoundError,
+                          ConnectionError, TimeoutError, socket.timeout, socket.gaierror)):
+            return "offline"
+        if type(e).__module__.split(".")[0] in {"requests", "httpx", "urllib3"} and any(
+                word in type(e).__name__ for word in ("Connect", "Timeout", "Network", "Proxy")):
+            return "offline"
+        text = str(e).lower()
+        if isinstance(e, OSError) and any(m in text for m in _NO_HUB_MESSAGES):
+            return "offline"
+        if isinstance(e, OSError) and any(m in text for m in _NOT_FOUND_MESSAGES):
+            return "not_found"
+    return None
+
+
+def _hub_error(name: str, err: BaseException, local_only: bool) -> HubUnavailableError | None:
+    """The plain :class:`HubUnavailableError` for a network/offline/not-found error; ``None`` for any other
+    error, which the caller re-raises unchanged."""
+    problem = hub_problem(err)
+    if problem is None:
+        return None
+    first = str(err).splitlines()[0] if str(err) else ""
+    if problem == "not_found" and not local_only:
+        new = HubUnavailableError(
+            f"'{name}' is not a model on the Hugging Face Hub ({type(err).__name__}: {first}). "
+            "Check the spelling of the model id.")
+    else:
+        new = HubUnavailableError(
+            f"Could not load '{name}' from the Hugging Face Hub ({type(err).__name__}: {first}).\n"
+            "Full mode downloads real models and needs internet access. "
+            "Connect to the internet, or set COURSE_FAST=1 to run the course offline "
+            "with the tiny model.")
+    new.__cause__ = err
+    return new
+
+
+# =========================================================================== rehearsal: real shapes, random weights
+def config_path(name: str) -> Path:
+    """Where rehearsal looks for ``name``'s architecture: ``data/configs/<name, "/" → "--">.json``."""
+    return CONFIG_DIR / (name.replace("/", "--") + ".json")
+
+
+def rehearsal_config(name: str, tokenizer: PreTrainedTokenizerBase | None = None, **overrides):
+    """The architecture of Hub model ``name`` from ``data/configs``, its vocabulary set to ``tokenizer``'s
+    (the course's GPT-2 tokenizer by default). Returns ``(config, note)``; ``note`` says what was changed.
+
+    Raises:
+        FileNotFoundError: naming the file to add when ``data/configs`` has no config for ``name``.
+    """
+    import json
+
+    from transformers import AutoConfig
+    path = config_path(name)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Rehearsal has no architecture for '{name}': add its Hub config.json as {path.relative_to(REPO_ROOT)} "
+            "(see data/configs/README.md).")
+    values = json.loads(path.read_text(encoding="utf-8"))
+    tok = tokenizer if tokenizer is not None else load_gpt2_tokenizer()
+    note = ""
+    if values.get("vocab_size") != len(tok):
+        note = (f"; its vocabulary ({values.get('vocab_size')} entries) is resized to the GPT-2 tokenizer's "
+                f"{len(tok)}, and its special-token ids set to GPT-2's <|endoftext|> ({tok.eos_token_id})")
+        values.update(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.eos_token_id)
+    model_type = values.pop("model_type")
+    values.pop("architectures", None)
+    values.update(overrides)
+    return AutoConfig.for_model(model_type, **values), note
+
+
+def rehearsal_model(name: str, *, seed: int = 0, dtype: torch.dtype = torch.float32, task: str = "causal-lm",
+                    tokenizer: PreTrainedTokenizerBase | None = None, device: str | torch.device | None = None):
+    """Rehearsal stand-in for Hub model ``name``: its real architecture (``data/configs``), random weights
+    initialised from ``seed`` (the global RNG is left alone), ``dtype``, and the course's GPT-2 tokenizer.
+
+    ``task="causal-lm"`` returns ``(model, tokenizer)`` in eval mode; ``task="sequence-classification"`` returns
+    a one-label model (reward models). ``device="meta"`` builds it without memory (to count parameters).
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    tok = tokenizer if tokenizer is not None else load_gpt2_tokenizer()
+    extra = {"num_labels": 1} if task == "sequence-classification" else {}
+    config, note = rehearsal_config(name, tok, **extra)
+    template = config_path(name).with_suffix(".chat_template.jinja")
+    if task == "causal-lm" and template.is_file():
+        tok.chat_template = template.read_text(encoding="utf-8")
+        note += "; its chat template from data/configs (role markers become several GPT-2 tokens)"
+    cls = AutoModelForSequenceClassification if task == "sequence-classification" else AutoModelForCausalLM
+    with torch.random.fork_rng(devices=[]), torch.device(device or "cpu"):
+        torch.manual_seed(seed)
+        model = cls.from_config(config, dtype=dtype)
+    if task == "causal-lm":
+        model.generation_config.pad_token_id = tok.pad_token_id
+    n = sum(p.numel() for p in model.parameters())
+    print(f"REHEARSAL: '{name}' is its real architecture with RANDOM weights ({n / 1e6:.1f} M parameters, "
+          f"{str(dtype).removeprefix('torch.')}, seed {seed}) and the course's GPT-2 tokenizer{note}. "
+          "Its outputs are noise: a rehearsal checks shapes, memory and time, not text.")
+    return (model.eval(), tok) if task == "causal-lm" else model
