@@ -10,6 +10,10 @@ from utils.data import (DataFormatError, convert_records, detect_format, exact_d
                         load_records, near_duplicates, parse_hh_transcript, read_rows, split_records,
                         to_prompt_completion, to_text, validate_messages)
 
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "realdata"   # shipped copies: no ../shared needed
+
 REALDATA_FILES = {  # file -> (format, records in file)
     "alpaca_data.first200.json": ("alpaca", 200),
     "dolly15k.first34.jsonl": ("dolly", 34),
@@ -299,10 +303,37 @@ def test_duplicates():
     texts = ["Name a fruit.", "name a FRUIT!", "What is the capital of France today please",
              "What is the capital of France today, please?", "Completely different words here now"]
     assert exact_duplicates(texts) == [(0, 1), (2, 3)]
-    near = near_duplicates(texts + ["What is the capital of Spain today please"], n=2, threshold=0.5)
+    near = near_duplicates(texts + ["What is the capital of France today please tell me"], n=2, threshold=0.5)
     assert (2, 3, 1.0) in near
-    assert any(i == 2 and j == 5 for i, j, _ in near)
+    assert any(i == 2 and j == 5 and abs(s - 7 / 9) < 1e-9 for i, j, s in near)     # 7 shared bigrams of 9
     assert not any(4 in (i, j) for i, j, _ in near)
+
+
+def test_near_duplicates_lsh_finds_what_all_pairs_find():
+    """MinHash-LSH candidates + exact Jaccard == comparing every pair, on real prompts (Alpaca + LLMs-from-scratch)."""
+    from itertools import combinations
+    from utils.data import jaccard, ngrams
+    texts = [r["messages"][0]["content"] for f in ("alpaca_data.first200.json", "llms_from_scratch_instruction_data.first200.json")
+             for r in load_records(DATA_DIR / f)]
+    texts += [texts[5] + " Please.", texts[7].replace("a", "the", 1)]          # two planted near-copies
+    grams = [ngrams(t, 3) for t in texts]
+    similarity = {(i, j): jaccard(grams[i], grams[j]) for i, j in combinations(range(len(texts)), 2)}
+    brute = {pair for pair, s in similarity.items() if s >= 0.7}
+    found = near_duplicates(texts, n=3, threshold=0.5)
+    # at J ≥ 0.7 LSH misses a pair with probability 2e-4: it must find them all; below, only real pairs
+    assert {(i, j) for i, j, s in found if s >= 0.7} == brute and len(brute) >= 2
+    assert all(similarity[i, j] >= 0.5 for i, j, _ in found)
+    assert all(abs(s - jaccard(grams[i], grams[j])) < 1e-9 for i, j, s in found)
+    assert [s for *_, s in found] == sorted((s for *_, s in found), reverse=True)
+
+
+def test_minhash_agreement_estimates_jaccard():
+    from utils.data import _gram_hashes, minhash_signatures
+    a = " ".join(f"w{i}" for i in range(60))
+    b = " ".join(f"w{i}" for i in range(20, 80))          # 3-gram Jaccard 38/78 ≈ 0.49
+    sig = minhash_signatures([_gram_hashes(a, 3), _gram_hashes(b, 3)], num_perm=512)
+    assert abs((sig[0] == sig[1]).mean() - 38 / 78) < 0.07   # ±3 standard errors of 512 draws
+    assert (minhash_signatures([_gram_hashes("", 3)]) == -1).all()
 
 
 def test_split_is_deterministic_and_order_free():

@@ -36,10 +36,13 @@ import hashlib
 import json
 import re
 import warnings
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .chat import PromptTemplate
 
@@ -681,26 +684,72 @@ def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
-def near_duplicates(texts: Sequence[str], n: int = 3, threshold: float = 0.7,
-                    max_bucket: int = 200) -> list[tuple[int, int, float]]:
+def _gram_hashes(text: str, n: int) -> np.ndarray:
+    """The text's word n-grams as sorted, unique 32-bit hashes, stable across runs and machines.
+
+    CRC-32 of similar strings is itself similar (it is linear over bits), so it is scrambled with
+    splitmix64's finaliser before MinHash uses it.
+    """
+    x = np.fromiter((zlib.crc32(" ".join(g).encode()) for g in ngrams(text, n)), dtype=np.uint64)
+    with np.errstate(over="ignore"):                 # multiplication modulo 2⁶⁴ is the point
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return np.unique(x >> np.uint64(32))
+
+
+def minhash_signatures(hashes: Sequence[np.ndarray], num_perm: int = 128, seed: int = 0) -> np.ndarray:
+    """MinHash signatures, shape ``(len(hashes), num_perm)``: row i, column k = min over text i's n-gram
+    hashes x of h_k(x) = (a_k·x + b_k) mod (2³¹ − 1).
+
+    For two texts, the chance that one column agrees equals their Jaccard similarity (Broder, 1997),
+    so a signature is a 128-number sketch of a set of any size. An empty set gets a row of −1.
+    """
+    prime = np.uint64(2**31 - 1)
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, 2**31 - 1, num_perm, dtype=np.uint64)
+    b = rng.integers(0, 2**31 - 1, num_perm, dtype=np.uint64)
+    out = np.full((len(hashes), num_perm), -1, dtype=np.int64)
+    for i, x in enumerate(hashes):
+        if len(x):      # a·x < 2³¹·2³² fits in uint64
+            out[i] = ((x[:, None] * a[None, :] + b[None, :]) % prime).min(axis=0)
+    return out
+
+
+def near_duplicates(texts: Sequence[str], n: int = 3, threshold: float = 0.7, *, bands: int = 32, rows: int = 4,
+                    max_bucket: int = 1000, seed: int = 0) -> list[tuple[int, int, float]]:
     """Pairs of texts whose word n-gram sets have Jaccard similarity ≥ ``threshold``.
 
-    Candidate pairs are those sharing at least one n-gram (an inverted index), so the cost
-    grows with overlaps, not with all n² pairs; n-grams shared by more than ``max_bucket``
-    texts (boilerplate) do not create candidates on their own.
+    Comparing all n²/2 pairs is out of reach for a corpus of 100 000 prompts, so candidates come from
+    **MinHash + locality-sensitive hashing** (Leskovec, Rajaraman & Ullman, *Mining of Massive
+    Datasets*, ch. 3): each signature (:func:`minhash_signatures`, ``bands × rows`` numbers) is cut into
+    ``bands`` bands; two texts become a candidate pair if any band is identical. A pair with
+    similarity J is found with probability 1 − (1 − J^rows)^bands: with 32 bands of 4 rows,
+    0.9998 at J = 0.7, 0.87 at J = 0.5, 0.23 at J = 0.3. Every candidate is then checked with the
+    exact Jaccard similarity, so no pair below ``threshold`` is returned (a pair above it is missed
+    with the small probability above). Buckets larger than ``max_bucket`` (texts that share a band
+    with hundreds of others: boilerplate) do not create candidates. Texts without words are skipped.
+
     Returns ``(i, j, similarity)`` with ``i < j``, most similar first.
     """
-    grams = [ngrams(t, n) for t in texts]
-    index = defaultdict(list)
-    for i, g in enumerate(grams):
-        for gram in g:
-            index[gram].append(i)
-    candidates = set()
-    for ids in index.values():
-        if 1 < len(ids) <= max_bucket:
-            candidates.update((a, b) for k, a in enumerate(ids) for b in ids[k + 1:])
-    pairs = [(i, j, jaccard(grams[i], grams[j])) for i, j in candidates]
-    return sorted((p for p in pairs if p[2] >= threshold), key=lambda p: (-p[2], p[0], p[1]))
+    hashes = [_gram_hashes(t, n) for t in texts]
+    signatures = minhash_signatures(hashes, bands * rows, seed)
+    candidates: set[tuple[int, int]] = set()
+    for band in range(bands):
+        buckets = defaultdict(list)
+        for i, row in enumerate(signatures[:, band * rows:(band + 1) * rows]):
+            if len(hashes[i]):
+                buckets[row.tobytes()].append(i)
+        for ids in buckets.values():
+            if 1 < len(ids) <= max_bucket:
+                candidates.update((a, b) for k, a in enumerate(ids) for b in ids[k + 1:])
+    pairs = []
+    for i, j in candidates:
+        common = len(np.intersect1d(hashes[i], hashes[j], assume_unique=True))
+        similarity = common / (len(hashes[i]) + len(hashes[j]) - common)
+        if similarity >= threshold:
+            pairs.append((i, j, similarity))
+    return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))
 
 
 def split_records(records: Sequence[dict], fractions: Sequence[float] = (0.85, 0.05, 0.10),
@@ -738,9 +787,16 @@ def download(url: str, target: str | Path, timeout: float = 60.0) -> Path:
     """Fetch ``url`` to ``target`` once (an existing file is reused) and return the path.
 
     Fails with a clear message after ``timeout`` seconds without an answer, instead of hanging;
-    a partial file is never left behind.
+    a partial file is never left behind. Rehearsal (``COURSE_REHEARSAL=1``): the course's one URL maps
+    to its shipped sample cycled to the real record count (:func:`utils.rehearsal.url_fixture`; returned
+    from ``build/rehearsal_data/urls/``, ``target`` is left alone); any other URL is an error.
     """
     import urllib.request
+
+    from .env import rehearsal
+    if rehearsal():
+        from .rehearsal import url_fixture
+        return url_fixture(url)
     target = Path(target)
     if target.exists():
         return target
@@ -760,10 +816,36 @@ def download(url: str, target: str | Path, timeout: float = 60.0) -> Path:
 
 def load_json(source: str | Path, download_to: str | Path) -> Any:
     """Parse a JSON file given as a local path, or as an ``https://`` URL fetched once into
-    ``download_to`` (:func:`download`: a clear error with a timeout when offline)."""
-    if str(source).startswith("https://"):
+    ``download_to`` (:func:`download`: a clear error with a timeout when offline; in rehearsal the
+    shipped stand-in)."""
+    if str(source).startswith(("https://", "http://")):
         source = download(str(source), download_to)
     return json.loads(Path(source).read_text(encoding="utf-8"))
+
+
+def load_hub_dataset(path: str, split: str, *, data_dir: str | None = None):
+    """A split of a Hugging Face Hub dataset as a ``datasets.Dataset`` (``split`` may slice: ``"train[:4600]"``).
+
+    Full mode: asks whether the Hub is reachable first and fails within seconds with a plain message
+    (instead of the datasets client's retries), then ``datasets.load_dataset(path, data_dir=data_dir, split=split)``.
+    Rehearsal (``COURSE_REHEARSAL=1``): a local fixture with exactly the Hub dataset's columns, feature types
+    and row counts, built from the real samples in ``data/realdata/`` (:func:`utils.rehearsal.hub_fixture`).
+
+    Raises:
+        utils.models.HubUnavailableError: full mode and the Hub cannot be reached (or offline mode is on).
+    """
+    from .env import env_flag, rehearsal
+    if rehearsal():
+        from .rehearsal import hub_fixture
+        return hub_fixture(path, split, data_dir)
+    from .models import HubUnavailableError, hub_reachable
+    if env_flag("HF_DATASETS_OFFLINE") or not hub_reachable():
+        raise HubUnavailableError(
+            f"The dataset {path!r} comes from the Hugging Face Hub, which cannot be reached from here "
+            "(or HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set). Connect to the internet, or set COURSE_FAST=1 "
+            "to run the course offline on the shipped samples.")
+    from datasets import load_dataset
+    return load_dataset(path, data_dir=data_dir, split=split)
 
 
 def preference_text(pair: dict) -> dict:
