@@ -3,7 +3,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from utils.chat import ALPACA, GPT2_SFT, IM_END, IM_START, add_chat_tokens, render
+from utils.chat import ALPACA, GPT2_SFT, IM_END, IM_START, add_chat_tokens, encode_conversation, render
 from utils.data import load_records
 
 
@@ -166,10 +166,7 @@ def test_render_labels_equal_trl_sft_trainer_batch(realdata, tmp_path):
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list([{"messages": c} for c in convs]),
                          processing_class=tok)
     batch = next(iter(trainer.get_train_dataloader()))
-    expected = {}
-    for c in convs:
-        ids, mask = render(c, tok)
-        expected[tuple(ids)] = [i if m else -100 for i, m in zip(ids, mask)]
+    expected = {tuple(e["input_ids"]): e["labels"] for e in (encode_conversation(c, tok) for c in convs)}
     assert batch["input_ids"].shape[0] == len(convs)
     for row in range(len(convs)):
         n = int(batch["attention_mask"][row].sum())
@@ -188,6 +185,7 @@ def test_reply_ids_slices_prompt_and_stops_at_im_end(chat_tok):
 
     class Stub(torch.nn.Module):
         device = torch.device("cpu")
+        config = type("Config", (), {"n_positions": 1024})()
 
         def __init__(self, script):
             super().__init__()
@@ -214,3 +212,49 @@ def test_encode_instruction_is_bos_i_sep_y_eos(tok):
     assert ex["input_ids"][0] == 50256 and ex["input_ids"][-1] == 50256                     # BOS ... EOS
     assert ex["input_ids"] == [50256] + tok("Add 2 and 3.")["input_ids"] + sep + tok("5")["input_ids"] + [50256]
     assert ex["labels"] == [-100] * ex["prompt_len"] + tok("5")["input_ids"] + [50256]
+
+
+def test_encode_conversation_labels_are_the_assistant_mask(chat_tok):
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"},
+            {"role": "assistant", "content": "Bye."}]
+    for train_on in ("all", "last"):
+        ids, mask = render(msgs, chat_tok, train_on=train_on)
+        ex = encode_conversation(msgs, chat_tok, train_on=train_on)
+        assert ex["input_ids"] == ids
+        assert [l != -100 for l in ex["labels"]] == [bool(m) for m in mask]
+        assert all(l == i for l, i in zip(ex["labels"], ids) if l != -100)
+    assert chat_tok.decode([l for l in encode_conversation(msgs, chat_tok, "last")["labels"] if l != -100]) == "Bye.<|im_end|>"
+
+
+def test_trim_history_keeps_system_and_latest_turns(chat_tok):
+    from utils.chat import trim_history
+    msgs = [{"role": "system", "content": "Be brief."}]
+    for k in range(30):
+        msgs += [{"role": "user", "content": f"question {k} " * 5}, {"role": "assistant", "content": f"answer {k} " * 5}]
+    msgs.append({"role": "user", "content": "last question"})
+    kept = trim_history(msgs, chat_tok, max_tokens=120)
+    assert kept[0] == msgs[0] and kept[-1] == msgs[-1] and len(kept) < len(msgs)
+    assert kept[1:] == msgs[len(msgs) - len(kept) + 1:]                      # a contiguous, most recent tail
+    assert len(render(kept, chat_tok, add_generation_prompt=True)[0]) <= 120
+    assert len(render(msgs[:1] + msgs[len(msgs) - len(kept) - 1:], chat_tok, add_generation_prompt=True)[0]) > 120
+    assert trim_history(msgs[:3], chat_tok, 1000) == msgs[:3]
+    with pytest.raises(ValueError, match="shorten"):
+        trim_history([{"role": "user", "content": "word " * 500}], chat_tok, 100)
+
+
+def test_chat_with_a_history_longer_than_the_context_window(tok):
+    """The playground's case: 256 positions, a history of thousands of tokens — it must answer, not crash."""
+    from utils.chat import chat
+    from utils.models import load_gpt2_tokenizer, tiny_gpt2
+    tok = load_gpt2_tokenizer()
+    model = tiny_gpt2(tok)                                   # n_positions = 256
+    add_chat_tokens(tok, model)
+    history = [{"role": "system", "content": "You are a helpful assistant."}]
+    for k in range(40):
+        history += [{"role": "user", "content": f"Tell me about topic {k} in detail."},
+                    {"role": "assistant", "content": "Here is a long answer. " * 8}]
+    history.append({"role": "user", "content": "And now?"})
+    assert len(render(history, tok)[0]) > 2000
+    reply = chat(model, tok, history, max_new_tokens=16)
+    assert isinstance(reply, str)

@@ -50,7 +50,7 @@ import math  # noqa: E402
 import pytest  # noqa: E402
 
 from utils.env import pick_device_and_precision  # noqa: E402
-from utils.training import (TrainConfig, accumulate_gradients, configure_optimizer, latest_checkpoint,  # noqa: E402
+from utils.training import (TrainConfig, accumulate_gradients, configure_optimizer, evaluate, latest_checkpoint,  # noqa: E402
                             lr_at, micro_batch, train)
 
 
@@ -139,7 +139,8 @@ def test_validation_and_micro_batch_order(tok):
     data = examples(tok)
     cfg = TrainConfig(max_steps=4, batch_size=4, lr=3e-3, eval_every=2, seed=0)
     h = train(tiny_gpt2(tok), data, cfg, val_examples=data[:4], progress=False)
-    assert h["val_step"] == [2, 4] and h["val_ppl"] == pytest.approx([math.exp(v) for v in h["val_loss"]])
+    assert h["val_step"] == [0, 2, 4] and h["val_ppl"] == pytest.approx([math.exp(v) for v in h["val_loss"]])
+    assert h["val_loss"][0] == pytest.approx(evaluate(tiny_gpt2(tok), [pad_collate(data[:4])], pick_device_and_precision("cpu")))
     # an epoch covers each example once, in a seeded order
     first_epoch = [micro_batch(data, k, cfg) for k in range(3)]
     seen = sorted(tuple(r[: int(m.sum())].tolist()) for b in first_epoch for r, m in zip(b["input_ids"], b["attention_mask"]))
@@ -203,3 +204,14 @@ def test_flops_per_token():
     from utils.memory import GPT2_LARGE
     from utils.training import flops_per_token
     assert flops_per_token(GPT2_LARGE.n_params, 36, 1024, 1280) == 6 * 774_030_080 + 6 * 36 * 1024 * 1280
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 0.0, -1.0])
+def test_a_nan_or_nonpositive_clip_threshold_is_refused(tok, bad):
+    """A threshold computed as the median of a run with an fp16 overflow is NaN; clipping to NaN would make
+    every weight NaN. train() must refuse it before touching the model."""
+    model = tiny_gpt2(tok)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="grad_clip"):
+        train(model, examples(tok), TrainConfig(max_steps=2, batch_size=4, grad_clip=bad), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))

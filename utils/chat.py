@@ -170,16 +170,51 @@ def render(messages, tokenizer, add_generation_prompt: bool = False,
     return ids, mask
 
 
+def encode_conversation(messages, tokenizer, train_on: str = "all", ignore_index: int = -100) -> dict:
+    """A conversation as a training example: ``{"input_ids", "labels"}``, the labels ``-100`` wherever
+    :func:`render`'s assistant mask is 0 — the one path from messages to a loss (``pad_collate`` batches it)."""
+    ids, mask = render(messages, tokenizer, train_on=train_on)
+    return {"input_ids": ids, "labels": [i if m else ignore_index for i, m in zip(ids, mask)]}
+
+
+def context_window(model) -> int:
+    """How many positions the model can attend to (GPT-2: ``n_positions``; Llama: ``max_position_embeddings``)."""
+    config = model.config
+    return int(getattr(config, "n_positions", None) or config.max_position_embeddings)
+
+
+def trim_history(messages, tokenizer, max_tokens: int) -> list[dict]:
+    """The most recent turns of ``messages`` whose prompt (with the generation prompt) fits ``max_tokens``.
+
+    A chat grows by two messages per exchange; past the model's context window the position
+    embeddings run out (on a GPU: a device-side assert that ends the session). Oldest exchanges go
+    first; a leading system message is always kept. Raises ``ValueError`` if even the system message
+    and the last user message do not fit.
+    """
+    system = list(messages[:1]) if messages and messages[0]["role"] == "system" else []
+    turns = list(messages[len(system):])
+    while True:
+        kept = system + turns
+        if len(render(kept, tokenizer, add_generation_prompt=True)[0]) <= max_tokens:
+            return kept
+        if len(turns) <= 1:
+            raise ValueError(f"the last message alone needs more than {max_tokens} tokens: shorten it")
+        turns = turns[2:]                                # drop the oldest user/assistant exchange
+
+
 def reply_ids(model, tokenizer, messages, max_new_tokens: int = 64, **generate_kwargs) -> list[int]:
     """Generate the assistant's next reply to ``messages`` (which end with a user turn).
 
     The conversation is rendered exactly as in training, with the ``<|im_start|>assistant\\n``
     generation prompt; generation stops at ``<|im_end|>``. The reply is taken by slicing off the
     prompt's token ids (never by searching the decoded text). Greedy unless ``generate_kwargs``
-    say otherwise. Returns the new ids, ending with ``<|im_end|>`` when the model closed its turn.
+    say otherwise. A history too long for the context window (prompt + ``max_new_tokens``) loses
+    its oldest exchanges first (:func:`trim_history`). Returns the new ids, ending with
+    ``<|im_end|>`` when the model closed its turn.
     """
     import torch
 
+    messages = trim_history(messages, tokenizer, context_window(model) - max_new_tokens)
     ids, _ = render(messages, tokenizer, add_generation_prompt=True)
     im_end = tokenizer.convert_tokens_to_ids(IM_END)
     x = torch.tensor([ids], device=model.device)

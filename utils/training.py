@@ -156,6 +156,13 @@ def evaluate(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]],
     return nll / max(count, 1)
 
 
+def record_validation(history: dict, step: int, loss: float) -> None:
+    """Append one evaluation (step, loss per supervised token, perplexity) to a run's history."""
+    history["val_step"].append(step)
+    history["val_loss"].append(loss)
+    history["val_ppl"].append(math.exp(loss))
+
+
 def default_checkpoint_dir(name: str = "run") -> Path:
     """Google Drive when it is mounted in Colab (a checkpoint survives a disconnect), else ./checkpoints."""
     from .models import REPO_ROOT
@@ -233,7 +240,8 @@ def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConf
             clipped) and before the optimizer uses them — to record them, or to stop a run.
     Returns:
         the history as plain lists: ``step, loss, lr, grad_norm, tokens, seconds`` per step and
-        ``val_step, val_loss, val_ppl`` per evaluation.
+        ``val_step, val_loss, val_ppl`` per evaluation (the first at step 0, before any update,
+        when ``val_examples`` and ``cfg.eval_every`` are given).
     """
     dp = pick_device_and_precision(device)
     model.to(dp.device)
@@ -249,6 +257,11 @@ def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConf
     val_batches = ([pad_collate(val_examples[i:i + cfg.batch_size], pad_token_id=cfg.pad_token_id,
                                 max_length=cfg.max_length) for i in range(0, len(val_examples), cfg.batch_size)]
                    if val_examples else [])
+    if cfg.grad_clip is not None and not cfg.grad_clip > 0:      # also catches NaN, which compares False
+        raise ValueError(f"grad_clip must be a positive number or None, not {cfg.grad_clip}: clipping to "
+                         "NaN or 0 would turn every weight into NaN or stop training")
+    if val_batches and cfg.eval_every and start == 0:            # the held-out loss before any update
+        record_validation(history, 0, evaluate(model, val_batches, dp))
     end = cfg.max_steps if stop_at_step is None else min(cfg.max_steps, stop_at_step)
     clock = time.perf_counter()
     bar = tqdm(range(start, end), desc="training", disable=not progress, initial=start, total=cfg.max_steps)
@@ -277,10 +290,7 @@ def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConf
         history["tokens"].append(sum(n_targets(b["labels"]) for b in batches))
         history["seconds"].append(time.perf_counter() - clock)
         if val_batches and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps):
-            val = evaluate(model, val_batches, dp)
-            history["val_step"].append(step + 1)
-            history["val_loss"].append(val)
-            history["val_ppl"].append(math.exp(val))
+            record_validation(history, step + 1, evaluate(model, val_batches, dp))
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}")
         if on_step is not None:
             on_step(step + 1, history)
