@@ -136,3 +136,29 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "make test" in ci
     assert "make test" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("nb", ALL_NOTEBOOKS, ids=lambda p: p.name)
+def test_one_config_cell_in_override_style(nb):
+    """The full configuration first, then `if FAST: CFG.update(...)` with only what differs (nanoGPT's style);
+    after that cell the mode is never branched on again — at most passed on as `fast=FAST`."""
+    cells = code_cells(nb)
+    config = [i for i, src in enumerate(cells) if re.search(r"^CFG = dict\(", src, re.M)]
+    assert len(config) == 1, f"{nb.name}: {len(config)} cells assign CFG = dict(...)"
+    src = cells[config[0]]
+    assert "if not FAST else" not in src, "write the full config, then `if FAST: CFG.update(...)`"
+    tree = ast.parse(src)
+    fast_ifs = [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "FAST"]
+    assert len(fast_ifs) == 1 and not fast_ifs[0].orelse, f"{nb.name}: one `if FAST:` block, without else"
+    assert all(ast.unparse(s).startswith("CFG.update(") for s in fast_ifs[0].body), "`if FAST:` only updates CFG"
+    full_keys = {kw.arg for n in tree.body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "CFG"
+                 for kw in n.value.keywords}
+    fast_keys = {kw.arg for s in fast_ifs[0].body for kw in s.value.keywords}
+    assert fast_keys <= full_keys, f"{nb.name}: fast mode sets keys the full config lacks: {fast_keys - full_keys}"
+    for i, other in enumerate(cells):
+        if i != config[0] and "FAST = fast_mode()" not in other:
+            branches = re.findall(r"[^\n]*(?<!fast=)\bFAST\b[^\n]*", other)
+            assert not branches, f"{nb.name} cell {i} uses FAST other than as fast=FAST: {branches}"
+    used = "\n".join(cells[config[0] + 1:])
+    for key in full_keys:
+        assert re.search(rf"""(CFG|cfg)\[["']{key}["']\]""", used), f"{nb.name}: CFG key {key!r} is never used (dead key)"
