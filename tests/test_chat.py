@@ -4,7 +4,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from utils.chat import ALPACA, GPT2_SFT, IM_END, IM_START, add_chat_tokens, encode_conversation, render
-from utils.data import load_records
+from utils.data import DataFormatError, load_records
 
 
 @pytest.fixture(scope="module")
@@ -118,14 +118,15 @@ def test_property_mask_covers_exactly_the_replies(chat_tok, msgs, last_only):
 
 
 @pytest.mark.parametrize("bad,match", [
-    ([{"role": "assistant", "content": "hi"}], "turn 0 is 'assistant', expected 'user'"),
-    ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "turn 1 is 'user'"),
+    ([{"role": "assistant", "content": "hi"}], "message 0 is 'assistant' first, expected 'user'"),
+    ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "message 1 is 'user'"),
     ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "system", "content": "s"}],
      "only the first message may be a system message"),
     ([{"role": "bot", "content": "a"}], "unknown role 'bot'"),
 ])
 def test_render_rejects_bad_role_order(chat_tok, bad, match):
-    with pytest.raises(AssertionError, match=match):
+    """render checks roles with the loaders' validator (utils.data.validate_messages, complete=False)."""
+    with pytest.raises(DataFormatError, match=match):
         render(bad, chat_tok)
 
 

@@ -5,10 +5,10 @@ from collections import Counter
 
 import pytest
 
-from utils.chat import ALPACA, GPT2_SFT
+from utils.chat import ALPACA, GPT2_SFT, preference_text, to_prompt_completion, to_text
 from utils.data import (DataFormatError, convert_records, detect_format, exact_duplicates, load_preferences,
                         load_records, near_duplicates, parse_hh_transcript, read_rows, split_records,
-                        to_prompt_completion, to_text, validate_messages)
+                        validate_messages)
 
 from pathlib import Path
 
@@ -385,7 +385,6 @@ def test_load_json_reads_paths_and_fetches_urls_once(tmp_path, realdata):
 
 
 def test_preference_text_round_trips_hh_transcripts(realdata):
-    from utils.data import load_preferences, preference_text
     path = realdata / "hh_rlhf_harmless_base_test.first200.jsonl"
     pairs, _ = load_preferences(path, errors="collect")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

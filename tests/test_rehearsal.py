@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from utils import rehearsal as rh
-from utils.models import REPO_ROOT, load_gpt2_tokenizer, tiny_gpt2
+from utils.env import REPO_ROOT
+from utils.models import load_gpt2_tokenizer, tiny_gpt2
 from utils.training import TrainConfig
 
 

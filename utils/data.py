@@ -44,7 +44,6 @@ from typing import Any
 
 import numpy as np
 
-from .chat import PromptTemplate
 
 ROLES = ("system", "user", "assistant")
 FORMATS = ("alpaca", "dolly", "sharegpt", "openai", "self_instruct", "oasst", "oasst_flat",
@@ -153,13 +152,17 @@ def _get(row: dict, key: str, typ: type | tuple = str, *, optional: bool = False
     return value
 
 
-def validate_messages(messages: Any) -> None:
+def validate_messages(messages: Any, *, complete: bool = True) -> None:
     """Check one conversation; raise DataFormatError saying what is wrong.
 
     Valid: an optional first ``system`` message, then ``user`` and ``assistant`` strictly
     alternating, starting with ``user`` and ending with ``assistant``; no empty user or
     assistant content. (OpenAI's data-validation cookbook likewise counts a conversation
     without a user message as an error.)
+
+    ``complete=False`` checks a prompt instead (what :func:`utils.chat.render` accepts): the
+    same roles and order, but it may end with a user turn and contents may be empty.
+    The course's one role validator: loaders, checkers and templates all call it.
     """
     if not isinstance(messages, list) or not messages:
         raise DataFormatError("a conversation needs a non-empty list of messages")
@@ -176,9 +179,9 @@ def validate_messages(messages: Any) -> None:
         raise DataFormatError(f"system message at position {roles.index('system', 1)}; only the first "
                               "message may be a system message")
     turns = roles[1:] if roles[0] == "system" else roles
-    if "assistant" not in turns:
+    if complete and "assistant" not in turns:
         raise DataFormatError("no assistant turn: nothing to train on")
-    if "user" not in turns:
+    if complete and "user" not in turns:
         raise DataFormatError("no user turn: the conversation has a system message and an assistant reply "
                               "but no request")
     offset = len(roles) - len(turns)
@@ -188,6 +191,8 @@ def validate_messages(messages: Any) -> None:
             prev = f"after '{turns[k - 1]}'" if k else "first"
             raise DataFormatError(f"roles do not alternate: message {k + offset} is '{role}' {prev}, "
                                   f"expected '{expected}'")
+    if not complete:
+        return
     if turns[-1] != "assistant":
         raise DataFormatError("the conversation ends with a user turn: no reply to train on")
     for k, m in enumerate(messages):
@@ -620,41 +625,6 @@ def load_preferences(path: str | Path, format: str | None = None, errors: str = 
     return convert_preferences(rows, format, source=source, errors=errors, indices=indices, path=path)
 
 
-# --------------------------------------------------------------------------- converters
-def _single_turn(record: dict) -> tuple[str, str, str]:
-    """(instruction, input, response) of a one-exchange record; system text joins the instruction."""
-    msgs = record["messages"]
-    system = msgs[0]["content"] if msgs[0]["role"] == "system" else ""
-    turns = msgs[1:] if msgs[0]["role"] == "system" else msgs
-    if len(turns) != 2:
-        raise DataFormatError(f"record {record.get('id')!r} has {len(turns) // 2} exchanges; the instruction "
-                              "template takes one (use a chat template for conversations, notebook 03)")
-    meta = record.get("meta", {})
-    if "instruction" in meta and "input" in meta:
-        instruction, inp = meta["instruction"], meta["input"]
-    else:
-        instruction, inp = turns[0]["content"], ""
-    if system.strip():
-        instruction = f"{system}\n\n{instruction}"
-    return instruction, inp, turns[1]["content"]
-
-
-def to_prompt_completion(record: dict, template: PromptTemplate) -> dict:
-    """``{"prompt": bos + prompt, "completion": response}`` for a single-exchange record.
-
-    The EOS is *not* in the completion: it is added as a token id when the example is
-    tokenised (:func:`utils.masking.build_labels`) or by :func:`to_text`.
-    """
-    instruction, inp, response = _single_turn(record)
-    return {"prompt": template.bos + template.render_prompt(instruction, inp), "completion": response}
-
-
-def to_text(record: dict, template: PromptTemplate) -> str:
-    """The whole example as one string, ``bos + prompt + response + eos``."""
-    instruction, inp, response = _single_turn(record)
-    return template.text(instruction, inp, response)
-
-
 # --------------------------------------------------------------------------- quality tools
 def normalise(text: str) -> str:
     """Lower-case, drop punctuation, collapse whitespace: the key for exact-duplicate checks."""
@@ -846,20 +816,3 @@ def load_hub_dataset(path: str, split: str, *, data_dir: str | None = None):
             "to run the course offline on the shipped samples.")
     from datasets import load_dataset
     return load_dataset(path, data_dir=data_dir, split=split)
-
-
-def preference_text(pair: dict) -> dict:
-    """A preference pair as the strings reward and DPO trainers take: ``{"prompt", "chosen", "rejected"}``.
-
-    Written in HH-RLHF's own transcript style (``"\\n\\nHuman: …\\n\\nAssistant:"``), so the prompt ends
-    where the two answers begin and each answer starts with a space.
-    """
-    def turns(messages: list[dict]) -> str:
-        names = {"user": "Human", "assistant": "Assistant", "system": "System"}
-        return "".join(f"\n\n{names[m['role']]}: {m['content']}" for m in messages)
-
-    def answer(messages: list[dict]) -> str:          # the first reply continues "Assistant:"
-        return " " + messages[0]["content"] + turns(messages[1:])
-
-    return {"prompt": turns(pair["prompt"]) + "\n\nAssistant:", "chosen": answer(pair["chosen"]),
-            "rejected": answer(pair["rejected"])}

@@ -18,9 +18,13 @@ import random
 import sys
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import torch
+
+#: The repository's root: shipped data (``data/``), checkpoints and build outputs are found from here.
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _TRUE = {"1", "true", "yes", "on"}
 

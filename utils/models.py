@@ -12,18 +12,20 @@ error (out of memory, a full disk, a version mismatch, a gated model) keeps its 
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel,
-                          GPT2TokenizerFast, PreTrainedModel, PreTrainedTokenizerBase)
+from huggingface_hub import errors as hub_errors
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
+                          GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2TokenizerFast,
+                          PreTrainedModel, PreTrainedTokenizerBase)
 
-from .env import env_flag, fast_mode, rehearsal
+from .env import REPO_ROOT, env_flag, fast_mode, rehearsal
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER_DIR = REPO_ROOT / "data" / "gpt2-tokenizer"
 CONFIG_DIR = REPO_ROOT / "data" / "configs"
 
@@ -131,7 +133,6 @@ def load_reward_model(name: str = "gpt2", tokenizer: PreTrainedTokenizerBase | N
     mode: the tiny GPT-2's shape, randomly initialised from ``seed``. Rehearsal: ``name``'s real
     architecture from ``data/configs`` with random weights. Errors as in :func:`load_model_and_tokenizer`.
     """
-    from transformers import AutoModelForSequenceClassification, GPT2ForSequenceClassification
     fast = fast_mode() if fast is None else fast
     tokenizer = tokenizer or load_gpt2_tokenizer()
     if fast:
@@ -171,7 +172,6 @@ def hub_problem(err: BaseException) -> str | None:
     """``"offline"`` if ``err`` (or an exception it was raised from) means the Hub could not be reached
     or offline mode is on, ``"not_found"`` if the Hub has no such repository/revision, ``None`` otherwise
     (out of memory, a full disk, a gated model, a version mismatch...: not a network problem)."""
-    from huggingface_hub import errors as hub_errors
     for e in _exception_chain(err):
         if isinstance(e, (hub_errors.GatedRepoError, hub_errors.DisabledRepoError)):
             return None                              # reachable, but access is refused: its own message says why
@@ -225,9 +225,6 @@ def rehearsal_config(name: str, tokenizer: PreTrainedTokenizerBase | None = None
     Raises:
         FileNotFoundError: naming the file to add when ``data/configs`` has no config for ``name``.
     """
-    import json
-
-    from transformers import AutoConfig
     path = config_path(name)
     if not path.is_file():
         raise FileNotFoundError(
@@ -255,7 +252,6 @@ def rehearsal_model(name: str, *, seed: int = 0, dtype: torch.dtype = torch.floa
     ``task="causal-lm"`` returns ``(model, tokenizer)`` in eval mode; ``task="sequence-classification"`` returns
     a one-label model (reward models). ``device="meta"`` builds it without memory (to count parameters).
     """
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     tok = tokenizer if tokenizer is not None else load_gpt2_tokenizer()
     extra = {"num_labels": 1} if task == "sequence-classification" else {}
     config, note = rehearsal_config(name, tok, **extra)

@@ -25,7 +25,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from .env import REPO_ROOT
+
 REALDATA = REPO_ROOT / "data" / "realdata"
 CACHE_DIR = REPO_ROOT / "build" / "rehearsal_data"
 

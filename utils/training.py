@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm, trange
 
-from .env import DevicePrecision, pick_device_and_precision, seed_everything
+from .env import REPO_ROOT, DevicePrecision, pick_device_and_precision, seed_everything
 from .loss import masked_nll, n_targets
 from .masking import pad_collate
 
@@ -165,7 +166,6 @@ def record_validation(history: dict, step: int, loss: float) -> None:
 
 def default_checkpoint_dir(name: str = "run") -> Path:
     """Google Drive when it is mounted in Colab (a checkpoint survives a disconnect), else ./checkpoints."""
-    from .models import REPO_ROOT
     drive = Path("/content/drive/MyDrive")
     base = drive / "instruction-tuning-course" / "checkpoints" if drive.is_dir() else REPO_ROOT / "checkpoints"
     return base / name
@@ -193,7 +193,6 @@ def save_checkpoint(directory: str | Path, step: int, model, optimizer, scaler, 
     """Write ``step_{step:06d}/``: weights as safetensors, the rest (optimizer, scaler, RNG, step,
     history) as a tensors-and-plain-values file that loads with ``weights_only=True``.
     The learning-rate schedule is a function of the step, so the step is its whole state."""
-    from safetensors.torch import save_model
     path = Path(directory) / f"step_{step:06d}"
     path.mkdir(parents=True, exist_ok=True)
     save_model(model, str(path / "model.safetensors"))    # handles GPT-2's tied embedding/LM head
@@ -210,7 +209,6 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
 
 def load_checkpoint(path: str | Path, model, optimizer, scaler) -> tuple[int, dict]:
     """Restore everything :func:`save_checkpoint` wrote; returns ``(step, history)``."""
-    from safetensors.torch import load_model
     path = Path(path)
     load_model(model, str(path / "model.safetensors"), device=str(next(model.parameters()).device))
     state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
