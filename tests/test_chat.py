@@ -130,6 +130,15 @@ def test_render_rejects_bad_role_order(chat_tok, bad, match):
         render(bad, chat_tok)
 
 
+def test_render_max_tokens_guard(chat_tok):
+    msgs = [{"role": "user", "content": "a b c d e f"}, {"role": "assistant", "content": "g h i j"}]
+    ids, mask = render(msgs, chat_tok)
+    assert render(msgs, chat_tok, max_tokens=len(ids)) == (ids, mask)     # exactly at the limit: fine
+    assert render(msgs, chat_tok, max_tokens=None) == (ids, mask)         # default: no guard
+    with pytest.raises(ValueError, match=f"renders to {len(ids)} tokens, more than max_tokens={len(ids) - 1}"):
+        render(msgs, chat_tok, max_tokens=len(ids) - 1)
+
+
 def test_render_needs_chat_tokens(tok):
     with pytest.raises(AssertionError, match="add_chat_tokens"):
         render([{"role": "user", "content": "a"}], tok)

@@ -148,7 +148,7 @@ def add_chat_tokens(tokenizer, model=None):
 
 
 def render(messages, tokenizer, add_generation_prompt: bool = False,
-           train_on: str = "all") -> tuple[list[int], list[int]]:
+           train_on: str = "all", max_tokens: int | None = None) -> tuple[list[int], list[int]]:
     """Token ids of a conversation in :data:`CHATML_TEMPLATE`, and the assistant mask.
 
     Written from scratch (after nanochat's ``render_conversation``): each message is
@@ -167,6 +167,10 @@ def render(messages, tokenizer, add_generation_prompt: bool = False,
 
     The conversation is checked by :func:`utils.data.validate_messages` (``complete=False``: it may
     end with a user turn); a bad one raises :class:`utils.data.DataFormatError`.
+
+    ``max_tokens`` (e.g. the model's context window, :func:`context_window`) guards the length: a
+    conversation that renders to more tokens raises ``ValueError`` naming both numbers, instead of
+    running past the position embeddings later. ``None`` (default): no guard.
 
     Returns:
         ``(input_ids, assistant_mask)``, two lists of equal length.
@@ -200,6 +204,9 @@ def render(messages, tokenizer, add_generation_prompt: bool = False,
         ids.append(im_start)
         mask.append(0)
         text("assistant\n")
+    if max_tokens is not None and len(ids) > max_tokens:
+        raise ValueError(f"the conversation renders to {len(ids)} tokens, more than max_tokens={max_tokens}: "
+                         "shorten it (trim_history drops the oldest exchanges) or raise the limit")
     return ids, mask
 
 
