@@ -4,7 +4,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from utils.chat import ALPACA, GPT2_SFT, IM_END, IM_START, add_chat_tokens, encode_conversation, render
-from utils.data import DataFormatError, load_records
+from utils.data import load_records
+from utils.schema import DataFormatError
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,7 @@ def test_accepts_tensors():
 
 # ------------------------------------------------------------------ notebook 02: forum converter
 from utils.checks import FORUM_ROWS, check_forum_converter, forum_converter_problems  # noqa: E402
-from utils.data import DataFormatError  # noqa: E402
+from utils.schema import DataFormatError  # noqa: E402
 
 
 def solution(row, index):
@@ -128,7 +128,7 @@ def test_forum_empty_body_and_missing_raise():
 
     def key_error(row, index):
         return solution(row, index) if row["answers"] else row["answers"][0]
-    assert any("raise DataFormatError (from utils.data), not IndexError" in p for p in forum_converter_problems(key_error))
+    assert any("raise DataFormatError (from utils.schema), not IndexError" in p for p in forum_converter_problems(key_error))
 
 
 def test_forum_meta_and_id():

@@ -6,9 +6,9 @@ from collections import Counter
 import pytest
 
 from utils.chat import ALPACA, GPT2_SFT, preference_text, to_prompt_completion, to_text
-from utils.data import (DataFormatError, convert_records, detect_format, exact_duplicates, load_preferences,
-                        load_records, near_duplicates, parse_hh_transcript, read_rows, split_records,
-                        validate_messages)
+from utils.data import convert_records, detect_format, load_preferences, load_records, parse_hh_transcript, read_rows
+from utils.quality import exact_duplicates, near_duplicates, split_records
+from utils.schema import DataFormatError, validate_messages
 
 from pathlib import Path
 
@@ -312,7 +312,7 @@ def test_duplicates():
 def test_near_duplicates_lsh_finds_what_all_pairs_find():
     """MinHash-LSH candidates + exact Jaccard == comparing every pair, on real prompts (Alpaca + LLMs-from-scratch)."""
     from itertools import combinations
-    from utils.data import jaccard, ngrams
+    from utils.quality import jaccard, ngrams
     texts = [r["messages"][0]["content"] for f in ("alpaca_data.first200.json", "llms_from_scratch_instruction_data.first200.json")
              for r in load_records(DATA_DIR / f)]
     texts += [texts[5] + " Please.", texts[7].replace("a", "the", 1)]          # two planted near-copies
@@ -328,7 +328,7 @@ def test_near_duplicates_lsh_finds_what_all_pairs_find():
 
 
 def test_minhash_agreement_estimates_jaccard():
-    from utils.data import _gram_hashes, minhash_signatures
+    from utils.quality import _gram_hashes, minhash_signatures
     a = " ".join(f"w{i}" for i in range(60))
     b = " ".join(f"w{i}" for i in range(20, 80))          # 3-gram Jaccard 38/78 ≈ 0.49
     sig = minhash_signatures([_gram_hashes(a, 3), _gram_hashes(b, 3)], num_perm=512)
@@ -358,7 +358,7 @@ def test_speed_50k_alpaca_records():
 
 
 def test_download_fails_fast_with_a_clear_message(tmp_path):
-    from utils.data import download
+    from utils.sources import download
     start = time.perf_counter()
     with pytest.raises(RuntimeError, match="set COURSE_FAST=1"):
         download("http://127.0.0.1:9/instruction-data.json", tmp_path / "x.json", timeout=5)
@@ -367,14 +367,14 @@ def test_download_fails_fast_with_a_clear_message(tmp_path):
 
 
 def test_download_reuses_an_existing_file(tmp_path):
-    from utils.data import download
+    from utils.sources import download
     existing = tmp_path / "x.json"
     existing.write_text("[]")
     assert download("http://127.0.0.1:9/never-fetched", existing) == existing
 
 
 def test_load_json_reads_paths_and_fetches_urls_once(tmp_path, realdata):
-    from utils.data import load_json
+    from utils.sources import load_json
     path = realdata / "llms_from_scratch_instruction_data.first200.json"
     assert load_json(path, tmp_path / "unused.json") == json.loads(path.read_text(encoding="utf-8"))
     cached = tmp_path / "cache.json"

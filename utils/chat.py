@@ -6,7 +6,7 @@ conversations (:func:`render`, :func:`encode_conversation`, :func:`chat`); noteb
 exchanges with :func:`encode_instruction`; notebook 07 writes preference pairs as text (:func:`preference_text`).
 
 A template only decides *text*; which tokens are trained on is decided by the labels
-(:mod:`utils.masking`). Records come in the schema of :mod:`utils.data`, which knows nothing of templates.
+(:mod:`utils.masking`). Records come in the schema of :mod:`utils.schema`, which knows nothing of templates.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import DataFormatError, validate_messages
+from .schema import DataFormatError, validate_messages
 from .masking import IGNORE_INDEX, build_labels
 
 
@@ -165,8 +165,8 @@ def render(messages, tokenizer, add_generation_prompt: bool = False,
     (``split_special_tokens=True``), so a user cannot inject a turn boundary;
     ``apply_chat_template`` would turn it into the special token.
 
-    The conversation is checked by :func:`utils.data.validate_messages` (``complete=False``: it may
-    end with a user turn); a bad one raises :class:`utils.data.DataFormatError`.
+    The conversation is checked by :func:`utils.schema.validate_messages` (``complete=False``: it may
+    end with a user turn); a bad one raises :class:`utils.schema.DataFormatError`.
 
     ``max_tokens`` (e.g. the model's context window, :func:`context_window`) guards the length: a
     conversation that renders to more tokens raises ``ValueError`` naming both numbers, instead of

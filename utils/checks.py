@@ -116,7 +116,7 @@ def _forum_expected(row: dict, index: int) -> dict:
 
 def forum_converter_problems(convert) -> list[str]:
     """Problems with a learner's ``convert(row, index) -> record`` for :data:`FORUM_ROWS`."""
-    from .data import DataFormatError, validate_messages
+    from .schema import DataFormatError, validate_messages
     problems = []
     for index, row in enumerate(FORUM_ROWS):
         if not row["answers"]:
@@ -127,7 +127,7 @@ def forum_converter_problems(convert) -> list[str]:
                     problems.append(f"row {index}: the DataFormatError names record {err.index}, not {index}")
                 continue
             except Exception as err:  # noqa: BLE001 - we report what the learner raised
-                problems.append(f"row {index} has no answers: raise DataFormatError (from utils.data), "
+                problems.append(f"row {index} has no answers: raise DataFormatError (from utils.schema), "
                                 f"not {type(err).__name__}")
                 continue
             problems.append(f"row {index} has no answers, but your converter returned a record; raise "
