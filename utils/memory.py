@@ -20,6 +20,8 @@ CUDA's autocast op lists); ``tests/benchmarks/bench_gpt2_large_memory.py`` measu
 truth it must match. :func:`available_memory` says what a CUDA device can still give (the
 driver's free memory plus what PyTorch's caching allocator holds unused) and
 :func:`require_fits` compares the two.
+
+Introduced in notebook 05 (the GPT-2 Large budget); notebook 06 measures saved tensors with it.
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ with random weights and the shipped GPT-2 tokenizer (``make rehearse``: shapes, 
 
 Only a network, offline or not-on-the-Hub problem becomes :class:`HubUnavailableError`; any other
 error (out of memory, a full disk, a version mismatch, a gated model) keeps its own type and message.
+
+Introduced in notebook 01 (the model every notebook loads); the reward model in notebook 07.
 """
 from __future__ import annotations
 

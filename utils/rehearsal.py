@@ -14,6 +14,8 @@ Pieces:
 - :func:`hub_fixture` — what :func:`utils.sources.load_hub_dataset` returns in rehearsal.
 - :func:`url_fixture` — what :func:`utils.sources.download` writes in rehearsal for the one URL the course uses.
 - :class:`FlopCounter` — counts the FLOPs of every outermost ``PreTrainedModel`` call and projects T4 time.
+
+Used by ``make rehearse`` (``scripts/rehearse.py``), not by a lesson: no notebook imports it directly.
 """
 from __future__ import annotations
 

@@ -5,6 +5,8 @@
 - :func:`train` — the course's loop for notebooks 04–06: AdamW with decoupled weight decay on
   matrices, warmup + cosine, clipping, accumulation, mixed precision, validation, checkpoints
   and exact resume.
+
+Introduced in notebook 01 (:func:`train_sft`); the full loop in notebook 04, its statistics in 06.
 """
 from __future__ import annotations
 
