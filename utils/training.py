@@ -80,7 +80,11 @@ class TrainConfig:
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Learning rate for optimizer step ``step`` (0-based): linear warmup, then cosine to ``min_lr``.
 
-    Stateless (nanoGPT's ``get_lr``): resuming only needs the step number.
+    Stateless (nanoGPT's ``get_lr``): resuming only needs the step number. Departures from nanoGPT's
+    ``get_lr``: warmup is ``lr·(step+1)/warmup_steps``, so it reaches ``lr`` at step ``warmup_steps - 1``
+    (nanoGPT's current ``(it+1)/(warmup_iters+1)`` gets there one step later); and the cosine spans the steps
+    after warmup up to ``max_steps - 1``, so the last step gets exactly ``min_lr`` (nanoGPT decays until a
+    separate ``lr_decay_iters`` and then holds ``min_lr``).
     """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -115,6 +119,11 @@ def micro_batch(examples: Sequence[dict], k: int, cfg: TrainConfig) -> dict[str,
 
     Each epoch visits the examples in a fresh order drawn from ``(seed, epoch)``, so batch ``k``
     is the same in every run with the same seed — which is what makes resuming exact.
+
+    An epoch holds ``len(examples) // batch_size`` full batches: the last ``len(examples) % batch_size``
+    examples of each shuffled order are dropped (drop-last, like ``DataLoader(drop_last=True)``), so every
+    micro-batch has the same size; a different order next epoch drops different examples. With fewer
+    examples than ``batch_size`` the one batch per epoch holds them all.
     """
     per_epoch = max(1, len(examples) // cfg.batch_size)
     epoch, i = divmod(k, per_epoch)
@@ -363,5 +372,10 @@ def update_ratios(before: dict[str, torch.Tensor], model: torch.nn.Module) -> di
 def flops_per_token(n_params: int, n_layer: int, n_ctx: int, d_model: int) -> int:
     r"""Training FLOPs per token, :math:`6N + 6\,n_{layer}\,n_{ctx}\,d_{model}` (Kaplan et al., 2020, Table 1:
     a forward pass costs :math:`2N + 2n_{layer}n_{ctx}d_{attn}`, and backward twice the forward). Embedding
-    parameters are included in N here; at GPT-2's sizes the difference is a few percent."""
+    parameters are included in N here; at GPT-2's sizes the difference is a few percent.
+
+    Departure from nanoGPT: its ``estimate_mfu`` uses :math:`6N + 12\,L\,T\,d` (PaLM, appendix B), which
+    counts both attention matmuls (:math:`QK^T` and the weighted sum of V) in forward and backward. We keep
+    Kaplan's :math:`6\,n_{layer}\,n_{ctx}\,d_{model}` because notebook 06 derives it from Kaplan's table and the
+    checker holds learners to it; the two differ by about 3 % (GPT-2 Large, 512 tokens) to 7 % (GPT-2 small, 1024)."""
     return 6 * n_params + 6 * n_layer * n_ctx * d_model
