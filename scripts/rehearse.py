@@ -6,7 +6,7 @@ Usage: python scripts/rehearse.py [NOTEBOOK ...] [--out build/rehearsal] [--repo
 
 ``make rehearse`` runs it with ``COURSE_REHEARSAL=1`` and the offline variables (this script sets them too).
 Real architectures with random weights (``data/configs``), Hub-shaped datasets built from ``data/realdata``
-(:func:`utils.data.load_hub_dataset`), full sequence lengths and batch sizes; a cell
+(:func:`utils.sources.load_hub_dataset`), full sequence lengths and batch sizes; a cell
 ``CFG = cap_config(CFG)`` injected after each notebook's config cell caps step counts (:mod:`utils.rehearsal`).
 
 Cell by cell: an ``AssertionError`` is a check whose meaning needs real weights — recorded as "reported" and

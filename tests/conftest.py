@@ -13,7 +13,11 @@ if str(ROOT) not in sys.path:
 
 import pytest  # noqa: E402
 
-REALDATA = ROOT.parent / "shared" / "realdata"
+#: The real-format samples the course ships (byte-identical copies of ../shared/realdata, checked by
+#: tests/test_data_samples.py): data and chat tests read these, so they run on the repository alone.
+REALDATA = ROOT / "data" / "realdata"
+#: The originals, present only on the course's own machine.
+SHARED_REALDATA = ROOT.parent / "shared" / "realdata"
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +28,13 @@ def tok():
 
 @pytest.fixture(scope="session")
 def realdata() -> Path:
-    if not REALDATA.is_dir():
-        pytest.skip(f"{REALDATA} not present")
+    """The shipped real-format samples, ``data/realdata/`` (always present)."""
     return REALDATA
+
+
+@pytest.fixture(scope="session")
+def shared_realdata() -> Path:
+    """``../shared/realdata``, the originals; tests that compare against them skip where it is absent."""
+    if not SHARED_REALDATA.is_dir():
+        pytest.skip(f"{SHARED_REALDATA} not present (only the course's own machine has the originals)")
+    return SHARED_REALDATA

@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 from utils.chat import ALPACA, GPT2_SFT, IM_END, IM_START, add_chat_tokens, encode_conversation, render
 from utils.data import load_records
+from utils.schema import DataFormatError
 
 
 @pytest.fixture(scope="module")
@@ -118,15 +119,25 @@ def test_property_mask_covers_exactly_the_replies(chat_tok, msgs, last_only):
 
 
 @pytest.mark.parametrize("bad,match", [
-    ([{"role": "assistant", "content": "hi"}], "turn 0 is 'assistant', expected 'user'"),
-    ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "turn 1 is 'user'"),
+    ([{"role": "assistant", "content": "hi"}], "message 0 is 'assistant' first, expected 'user'"),
+    ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "message 1 is 'user'"),
     ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "system", "content": "s"}],
      "only the first message may be a system message"),
     ([{"role": "bot", "content": "a"}], "unknown role 'bot'"),
 ])
 def test_render_rejects_bad_role_order(chat_tok, bad, match):
-    with pytest.raises(AssertionError, match=match):
+    """render checks roles with the loaders' validator (utils.data.validate_messages, complete=False)."""
+    with pytest.raises(DataFormatError, match=match):
         render(bad, chat_tok)
+
+
+def test_render_max_tokens_guard(chat_tok):
+    msgs = [{"role": "user", "content": "a b c d e f"}, {"role": "assistant", "content": "g h i j"}]
+    ids, mask = render(msgs, chat_tok)
+    assert render(msgs, chat_tok, max_tokens=len(ids)) == (ids, mask)     # exactly at the limit: fine
+    assert render(msgs, chat_tok, max_tokens=None) == (ids, mask)         # default: no guard
+    with pytest.raises(ValueError, match=f"renders to {len(ids)} tokens, more than max_tokens={len(ids) - 1}"):
+        render(msgs, chat_tok, max_tokens=len(ids) - 1)
 
 
 def test_render_needs_chat_tokens(tok):

@@ -63,7 +63,7 @@ def test_accepts_tensors():
 
 # ------------------------------------------------------------------ notebook 02: forum converter
 from utils.checks import FORUM_ROWS, check_forum_converter, forum_converter_problems  # noqa: E402
-from utils.data import DataFormatError  # noqa: E402
+from utils.schema import DataFormatError  # noqa: E402
 
 
 def solution(row, index):
@@ -128,7 +128,7 @@ def test_forum_empty_body_and_missing_raise():
 
     def key_error(row, index):
         return solution(row, index) if row["answers"] else row["answers"][0]
-    assert any("raise DataFormatError (from utils.data), not IndexError" in p for p in forum_converter_problems(key_error))
+    assert any("raise DataFormatError (from utils.schema), not IndexError" in p for p in forum_converter_problems(key_error))
 
 
 def test_forum_meta_and_id():
@@ -331,7 +331,8 @@ def test_bt_loss_checker():
 
     from utils.loss import bradley_terry_loss
     assert checks.bt_loss_problems(bradley_terry_loss) == []
-    assert "not implemented" in checks.bt_loss_problems(_stub)[0]
+    with pytest.raises(checks.NotAttempted, match="not implemented"):
+        checks.bt_loss_problems(_stub)
     assert "swapped" in checks.bt_loss_problems(lambda c, r: bradley_terry_loss(r, c))[0]
     assert "logsigmoid" in checks.bt_loss_problems(lambda c, r: -torch.log(torch.sigmoid(c - r)).mean())[0]
     assert "summed" in checks.bt_loss_problems(lambda c, r: -F.logsigmoid(c - r).sum())[0]
@@ -342,7 +343,8 @@ def test_ppo_clip_checker():
 
     from utils.loss import masked_mean, ppo_clip_loss
     assert checks.ppo_clip_problems(lambda *a: ppo_clip_loss(*a)[0]) == []
-    assert "not implemented" in checks.ppo_clip_problems(_stub)[0]
+    with pytest.raises(checks.NotAttempted, match="not implemented"):
+        checks.ppo_clip_problems(_stub)
     assert "sign" in checks.ppo_clip_problems(lambda *a: -ppo_clip_loss(*a)[0])[0]
 
     def no_mask(lp, old, adv, mask, eps):
@@ -360,7 +362,8 @@ def test_dpo_loss_checker():
 
     from utils.loss import dpo_loss
     assert checks.dpo_loss_problems(lambda *a: dpo_loss(*a)[0]) == []
-    assert "not implemented" in checks.dpo_loss_problems(_stub)[0]
+    with pytest.raises(checks.NotAttempted, match="not implemented"):
+        checks.dpo_loss_problems(_stub)
     no_ref = lambda pc, pr, rc, rr, beta: dpo_loss(pc, pr, torch.zeros_like(rc), torch.zeros_like(rr), beta)[0]
     assert "reference model is missing" in checks.dpo_loss_problems(no_ref)[0]
     assert "β is missing" in checks.dpo_loss_problems(lambda pc, pr, rc, rr, beta: dpo_loss(pc, pr, rc, rr, 1.0)[0])[0]
@@ -377,7 +380,8 @@ def test_lr_schedule_checker_explains_warmup_from_zero():
         return min_lr + 0.5 * (1 + math.cos(math.pi * p)) * (max_lr - min_lr)
     problems = checks.lr_schedule_problems(warmup_from_zero)
     assert problems[0].startswith("step 0") and "starts above 0" in problems[0]
-    assert "not implemented" in checks.lr_schedule_problems(_stub)[0]
+    with pytest.raises(checks.NotAttempted, match="not implemented"):
+        checks.lr_schedule_problems(_stub)
 
 
 def test_clip_checker_catches_per_tensor_clipping_and_the_wrong_norm():
@@ -435,4 +439,5 @@ def test_accumulation_checker_catches_the_mean_of_micro_batch_means():
             (masked_nll(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
              / len(micro)).backward()
     assert "averaged the micro-batch means" in checks.accumulation_problems(mean_of_means)[0]
-    assert "not implemented" in checks.accumulation_problems(_stub)[0]
+    with pytest.raises(checks.NotAttempted, match="not implemented"):
+        checks.accumulation_problems(_stub)

@@ -14,11 +14,11 @@ def test_instruction_sample_schema():
         assert all(isinstance(v, str) for v in r.values()) and r["instruction"] and r["output"], i
 
 
-def test_realdata_copies_are_verbatim(realdata):
+def test_realdata_copies_are_verbatim(shared_realdata):
     shipped = sorted((ROOT / "data" / "realdata").iterdir())
-    assert [p.name for p in shipped] == sorted(p.name for p in realdata.glob("*.json*"))
+    assert [p.name for p in shipped] == sorted(p.name for p in shared_realdata.glob("*.json*"))
     for path in shipped:
-        assert path.read_bytes() == (realdata / path.name).read_bytes(), path.name
+        assert path.read_bytes() == (shared_realdata / path.name).read_bytes(), path.name
 
 
 def test_every_realdata_file_is_listed_with_a_licence():

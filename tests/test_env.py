@@ -19,12 +19,6 @@ def test_fast_mode_off_when_unset(monkeypatch):
     assert env.fast_mode() is False
 
 
-def test_in_colab_follows_sys_modules(monkeypatch):
-    assert env.in_colab() is False
-    monkeypatch.setitem(__import__("sys").modules, "google.colab", object())
-    assert env.in_colab() is True
-
-
 def test_cpu_is_fp32():
     dp = env.pick_device_and_precision("cpu")
     assert (dp.device.type, dp.precision, dp.amp_dtype, dp.use_grad_scaler) == ("cpu", "fp32", None, False)

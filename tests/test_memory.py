@@ -3,9 +3,10 @@ import torch
 
 from utils.memory import (GPT2_LARGE, GPT2_MEDIUM, GPT2_SMALL, ModelShape, measure_peak_memory,
                           static_training_memory)
+from utils.models import TINY_GPT2
 
 
-@pytest.mark.parametrize("shape", [GPT2_SMALL, GPT2_MEDIUM, GPT2_LARGE, ModelShape(2, 64, 2, n_positions=256)])
+@pytest.mark.parametrize("shape", [GPT2_SMALL, GPT2_MEDIUM, GPT2_LARGE, TINY_GPT2])
 def test_parameter_count_matches_the_model(shape):
     from transformers import GPT2Config, GPT2LMHeadModel
     with torch.device("meta"):                      # shapes only, no memory
@@ -21,8 +22,8 @@ def test_gpt2_large_is_774M():
 def test_lora_parameter_count_matches_peft():
     from peft import LoraConfig, get_peft_model
     from transformers import GPT2Config, GPT2LMHeadModel
-    shape = ModelShape(2, 64, 2, n_positions=256)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=256))
+    shape = TINY_GPT2
+    model = GPT2LMHeadModel(TINY_GPT2.gpt2_config())
     peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True))
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     assert shape.lora_params(4) == trainable
@@ -73,7 +74,7 @@ def _saved_tensor_bytes(shape, *, seq_len, batch_size, precision, lora_r, grad_c
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 @pytest.mark.parametrize("lora_r", [None, 8])
 @pytest.mark.parametrize("grad_checkpointing", [False, True])
-@pytest.mark.parametrize("shape,seq_len,batch_size", [(ModelShape(2, 64, 2, n_positions=256), 64, 1),
+@pytest.mark.parametrize("shape,seq_len,batch_size", [(TINY_GPT2, 64, 1),
                                                        (ModelShape(3, 128, 4, n_positions=256), 96, 2)])
 def test_activation_formula_matches_what_autograd_saves(shape, seq_len, batch_size, precision, lora_r, grad_checkpointing):
     from utils.memory import activation_memory
@@ -131,9 +132,9 @@ def test_saved_tensor_and_optimizer_state_measurers():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from utils.memory import activation_memory, optimizer_state_bytes, saved_tensor_bytes
-    shape = ModelShape(2, 64, 2, n_positions=256)
+    shape = TINY_GPT2
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=256)).train()
+    model = GPT2LMHeadModel(TINY_GPT2.gpt2_config()).train()
     x = torch.randint(0, 50257, (1, 32))
     assert abs(saved_tensor_bytes(model, input_ids=x, labels=x) - activation_memory(shape, seq_len=32)) < 4096
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -197,9 +198,9 @@ def test_autocast_cache_term_is_what_leaving_autocast_frees(grad_checkpointing):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from utils.memory import predict_training_memory
-    shape = ModelShape(2, 64, 2, n_positions=256)
+    shape = TINY_GPT2
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=256)).train()
+    model = GPT2LMHeadModel(TINY_GPT2.gpt2_config()).train()
     if grad_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False

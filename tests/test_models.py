@@ -201,3 +201,23 @@ def test_hub_problem_follows_the_cause_chain():
             raise OSError("something generic") from inner
     except OSError as outer:
         assert models.hub_problem(outer) == "offline"
+
+
+def test_tiny_model_leaves_the_global_rng_alone():
+    """Checkers build models inside a learner's session: the caller's random stream must not move."""
+    import torch
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = models.tiny_model(seed=0)
+    assert torch.equal(torch.rand(3), expected)
+    b = models.tiny_model(seed=0)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))      # same seed, same weights
+    assert models.TINY_GPT2.gpt2_config().n_layer == a.config.n_layer == 2
+
+
+def test_every_checker_has_a_docstring():
+    from utils import checks
+    names = [n for n in dir(checks) if n.startswith("check_") or n.endswith("_problems")]
+    assert len([n for n in names if n.startswith("check_")]) >= 23
+    assert [n for n in names if not (getattr(checks, n).__doc__ or "").strip()] == []

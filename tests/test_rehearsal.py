@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from utils import rehearsal as rh
-from utils.models import REPO_ROOT, load_gpt2_tokenizer, tiny_gpt2
+from utils.env import REPO_ROOT
+from utils.models import load_gpt2_tokenizer, tiny_gpt2
 from utils.training import TrainConfig
 
 
@@ -182,7 +183,7 @@ def test_oasst_fixture_ids_unique_parents_present_and_threads_convert():
 
 
 def test_load_hub_dataset_rehearsal_split_slicing(rehearsal_env, tmp_path, monkeypatch):
-    from utils.data import load_hub_dataset
+    from utils.sources import load_hub_dataset
     monkeypatch.setattr(rh, "CACHE_DIR", tmp_path)
     ds = load_hub_dataset("databricks/databricks-dolly-15k", "train[:100]")
     assert len(ds) == 100 and list(ds.features) == EXPECTED["databricks/databricks-dolly-15k"]
@@ -191,7 +192,7 @@ def test_load_hub_dataset_rehearsal_split_slicing(rehearsal_env, tmp_path, monke
 
 
 def test_load_hub_dataset_full_mode_offline_fails_fast(monkeypatch):
-    from utils.data import load_hub_dataset
+    from utils.sources import load_hub_dataset
     from utils.models import HubUnavailableError
     monkeypatch.delenv("COURSE_REHEARSAL", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
@@ -205,7 +206,7 @@ def test_load_hub_dataset_full_mode_offline_fails_fast(monkeypatch):
 
 # --------------------------------------------------------------------------- URLs
 def test_url_stand_in(rehearsal_env, tmp_path):
-    from utils.data import download, load_json
+    from utils.sources import download, load_json
     url = next(iter(rh.URLS))
     target = tmp_path / "instruction-data.json"
     rows = load_json(url, target)

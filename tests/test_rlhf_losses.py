@@ -48,7 +48,8 @@ def test_dpo_loss_and_rewards():
     by_hand = sum(-math.log(1 / (1 + math.exp(-beta * ((a - c) - (b - d)))))
                   for a, b, c, d in zip(pc.tolist(), pr.tolist(), rc.tolist(), rr.tolist())) / 5
     assert loss.item() == pytest.approx(by_hand, rel=1e-6)
-    torch.testing.assert_close(chosen, beta * (pc - rc)) and torch.testing.assert_close(rejected, beta * (pr - rr))
+    torch.testing.assert_close(chosen, beta * (pc - rc))        # assert_close returns None: two statements,
+    torch.testing.assert_close(rejected, beta * (pr - rr))      # or the second check never runs
     assert dpo_loss(pc, pr, pc, pr, beta)[0].item() == pytest.approx(math.log(2))   # policy = reference
 
 

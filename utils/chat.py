@@ -1,11 +1,21 @@
-"""Prompt templates: how an (instruction, input, response) example becomes one string.
+"""Prompt templates: how a conversation becomes text and tokens.
 
-A template only decides *text*; which tokens are trained on is decided later by the labels
-(:mod:`utils.masking`). Notebook 03 adds chat templates for multi-turn conversations.
+Notebook 02 introduces the instruction templates (:data:`ALPACA`, :data:`GPT2_SFT`) and their adapters
+(:func:`to_prompt_completion`, :func:`to_text`); notebook 03 adds the ChatML template for multi-turn
+conversations (:func:`render`, :func:`encode_conversation`, :func:`chat`); notebook 04 tokenises single
+exchanges with :func:`encode_instruction`; notebook 07 writes preference pairs as text (:func:`preference_text`).
+
+A template only decides *text*; which tokens are trained on is decided by the labels
+(:mod:`utils.masking`). Records come in the schema of :mod:`utils.schema`, which knows nothing of templates.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import torch
+
+from .schema import DataFormatError, validate_messages
+from .masking import IGNORE_INDEX, build_labels
 
 
 @dataclass(frozen=True)
@@ -58,9 +68,43 @@ GPT2_SFT = PromptTemplate(
 )
 
 
+# --------------------------------------------------------------------------- a record in an instruction template
+def _single_turn(record: dict) -> tuple[str, str, str]:
+    """(instruction, input, response) of a one-exchange record; system text joins the instruction."""
+    msgs = record["messages"]
+    system = msgs[0]["content"] if msgs[0]["role"] == "system" else ""
+    turns = msgs[1:] if msgs[0]["role"] == "system" else msgs
+    if len(turns) != 2:
+        raise DataFormatError(f"record {record.get('id')!r} has {len(turns) // 2} exchanges; the instruction "
+                              "template takes one (use a chat template for conversations, notebook 03)")
+    meta = record.get("meta", {})
+    if "instruction" in meta and "input" in meta:
+        instruction, inp = meta["instruction"], meta["input"]
+    else:
+        instruction, inp = turns[0]["content"], ""
+    if system.strip():
+        instruction = f"{system}\n\n{instruction}"
+    return instruction, inp, turns[1]["content"]
+
+
+def to_prompt_completion(record: dict, template: PromptTemplate) -> dict:
+    """``{"prompt": bos + prompt, "completion": response}`` for a single-exchange record.
+
+    The EOS is *not* in the completion: it is added as a token id when the example is
+    tokenised (:func:`utils.masking.build_labels`) or by :func:`to_text`.
+    """
+    instruction, inp, response = _single_turn(record)
+    return {"prompt": template.bos + template.render_prompt(instruction, inp), "completion": response}
+
+
+def to_text(record: dict, template: PromptTemplate) -> str:
+    """The whole example as one string, ``bos + prompt + response + eos``."""
+    instruction, inp, response = _single_turn(record)
+    return template.text(instruction, inp, response)
+
+
 # --------------------------------------------------------------------------- chat (ChatML for GPT-2)
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
-CHAT_ROLES = ("system", "user", "assistant")
 
 #: A ChatML chat template for GPT-2, which ships none. Every assistant reply and its end-of-turn
 #: marker sit inside ``{% generation %}`` so ``return_assistant_tokens_mask`` (and TRL's
@@ -103,22 +147,8 @@ def add_chat_tokens(tokenizer, model=None):
     return tuple(ids)
 
 
-def check_roles(messages) -> None:
-    """Assert the conversation shape :func:`render` accepts: optional system first, then user and
-    assistant strictly alternating, starting with user (it may end with either)."""
-    roles = [m["role"] for m in messages]
-    for k, role in enumerate(roles):
-        assert role in CHAT_ROLES, f"message {k}: unknown role {role!r}"
-    turns = roles[1:] if roles and roles[0] == "system" else roles
-    assert "system" not in turns, "only the first message may be a system message"
-    for k, role in enumerate(turns):
-        expected = "user" if k % 2 == 0 else "assistant"
-        assert role == expected, f"roles must alternate user/assistant: turn {k} is {role!r}, expected {expected!r}"
-        assert isinstance(messages[len(roles) - len(turns) + k]["content"], str), f"turn {k}: content must be str"
-
-
 def render(messages, tokenizer, add_generation_prompt: bool = False,
-           train_on: str = "all") -> tuple[list[int], list[int]]:
+           train_on: str = "all", max_tokens: int | None = None) -> tuple[list[int], list[int]]:
     """Token ids of a conversation in :data:`CHATML_TEMPLATE`, and the assistant mask.
 
     Written from scratch (after nanochat's ``render_conversation``): each message is
@@ -135,11 +165,18 @@ def render(messages, tokenizer, add_generation_prompt: bool = False,
     (``split_special_tokens=True``), so a user cannot inject a turn boundary;
     ``apply_chat_template`` would turn it into the special token.
 
+    The conversation is checked by :func:`utils.schema.validate_messages` (``complete=False``: it may
+    end with a user turn); a bad one raises :class:`utils.schema.DataFormatError`.
+
+    ``max_tokens`` (e.g. the model's context window, :func:`context_window`) guards the length: a
+    conversation that renders to more tokens raises ``ValueError`` naming both numbers, instead of
+    running past the position embeddings later. ``None`` (default): no guard.
+
     Returns:
         ``(input_ids, assistant_mask)``, two lists of equal length.
     """
     assert train_on in ("all", "last"), f"train_on must be 'all' or 'last', not {train_on!r}"
-    check_roles(messages)
+    validate_messages(messages, complete=False)
     im_start, im_end = tokenizer.convert_tokens_to_ids([IM_START, IM_END])
     assert im_start != tokenizer.unk_token_id and im_end != tokenizer.unk_token_id, \
         "call add_chat_tokens(tokenizer) first"
@@ -167,10 +204,13 @@ def render(messages, tokenizer, add_generation_prompt: bool = False,
         ids.append(im_start)
         mask.append(0)
         text("assistant\n")
+    if max_tokens is not None and len(ids) > max_tokens:
+        raise ValueError(f"the conversation renders to {len(ids)} tokens, more than max_tokens={max_tokens}: "
+                         "shorten it (trim_history drops the oldest exchanges) or raise the limit")
     return ids, mask
 
 
-def encode_conversation(messages, tokenizer, train_on: str = "all", ignore_index: int = -100) -> dict:
+def encode_conversation(messages, tokenizer, train_on: str = "all", ignore_index: int = IGNORE_INDEX) -> dict:
     """A conversation as a training example: ``{"input_ids", "labels"}``, the labels ``-100`` wherever
     :func:`render`'s assistant mask is 0 — the one path from messages to a loss (``pad_collate`` batches it)."""
     ids, mask = render(messages, tokenizer, train_on=train_on)
@@ -212,8 +252,6 @@ def reply_ids(model, tokenizer, messages, max_new_tokens: int = 64, **generate_k
     its oldest exchanges first (:func:`trim_history`). Returns the new ids, ending with
     ``<|im_end|>`` when the model closed its turn.
     """
-    import torch
-
     messages = trim_history(messages, tokenizer, context_window(model) - max_new_tokens)
     ids, _ = render(messages, tokenizer, add_generation_prompt=True)
     im_end = tokenizer.convert_tokens_to_ids(IM_END)
@@ -241,11 +279,26 @@ def encode_instruction(record: dict, tokenizer, template: PromptTemplate = GPT2_
     separately so their boundary is exact; the EOS is appended as an id.
     Returns ``{"input_ids", "labels", "prompt_len"}`` (labels: -100 on the prompt).
     """
-    from .data import to_prompt_completion
-    from .masking import build_labels
-
     pc = to_prompt_completion(record, template)
     prompt_ids = tokenizer(pc["prompt"])["input_ids"]
     response_ids = tokenizer(pc["completion"])["input_ids"]
     input_ids, labels = build_labels(prompt_ids, response_ids, tokenizer.eos_token_id)
     return {"input_ids": input_ids, "labels": labels, "prompt_len": len(prompt_ids)}
+
+
+# --------------------------------------------------------------------------- preference pairs as text
+def preference_text(pair: dict) -> dict:
+    """A preference pair as the strings reward and DPO trainers take: ``{"prompt", "chosen", "rejected"}``.
+
+    Written in HH-RLHF's own transcript style (``"\\n\\nHuman: …\\n\\nAssistant:"``), so the prompt ends
+    where the two answers begin and each answer starts with a space.
+    """
+    def turns(messages: list[dict]) -> str:
+        names = {"user": "Human", "assistant": "Assistant", "system": "System"}
+        return "".join(f"\n\n{names[m['role']]}: {m['content']}" for m in messages)
+
+    def answer(messages: list[dict]) -> str:          # the first reply continues "Assistant:"
+        return " " + messages[0]["content"] + turns(messages[1:])
+
+    return {"prompt": turns(pair["prompt"]) + "\n\nAssistant:", "chosen": answer(pair["chosen"]),
+            "rejected": answer(pair["rejected"])}

@@ -9,18 +9,23 @@ the real architectures with random weights and Hub-shaped fixtures built from th
 with training loops capped to a few steps (``make rehearse``, :mod:`utils.rehearsal`). It proves
 shapes, memory and time, not what a model learns. Every on/off environment variable is read by
 :func:`env_flag`.
+
+Introduced in notebook 01 (every notebook's first cell: mode, device, precision, versions).
 """
 from __future__ import annotations
 
 import os
 import platform
 import random
-import sys
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import torch
+
+#: The repository's root: shipped data (``data/``), checkpoints and build outputs are found from here.
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -41,11 +46,6 @@ def rehearsal() -> bool:
     offline on random weights of the real architectures (see :mod:`utils.rehearsal`).
     Fast mode wins when both are set, because it changes the configuration itself."""
     return env_flag("COURSE_REHEARSAL") and not fast_mode()
-
-
-def in_colab() -> bool:
-    """True inside a Google Colab runtime."""
-    return "google.colab" in sys.modules
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 Conventions (the Hugging Face ones): ``labels`` are aligned with ``input_ids``, the
 one-position shift happens *inside* the loss, and ``-100`` marks a position that is not
 trained on.
+
+Introduced in notebook 01 (masked NLL, perplexity); the preference and RL losses in notebook 07.
 """
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 Instruction tuning trains only on the response: prompt positions get the label ``-100``
 (PyTorch's ``ignore_index``), response tokens and the closing EOS keep their ids. The
 EOS must stay supervised, or the model never learns to stop talking.
+
+Introduced in notebook 01 (labels of one example); the padding collate in 01 and 04, packing in 06.
 """
 from __future__ import annotations
 

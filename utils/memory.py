@@ -20,6 +20,8 @@ CUDA's autocast op lists); ``tests/benchmarks/bench_gpt2_large_memory.py`` measu
 truth it must match. :func:`available_memory` says what a CUDA device can still give (the
 driver's free memory plus what PyTorch's caching allocator holds unused) and
 :func:`require_fits` compares the two.
+
+Introduced in notebook 05 (the GPT-2 Large budget); notebook 06 measures saved tensors with it.
 """
 from __future__ import annotations
 
@@ -29,15 +31,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from transformers import GPT2Config
 
 
 @dataclass(frozen=True)
 class ModelShape:
+    """A GPT-2 architecture in five numbers: what memory and FLOPs depend on, and what builds its config."""
+
     n_layer: int
     n_embd: int
     n_head: int
     vocab_size: int = 50257
     n_positions: int = 1024
+
+    def gpt2_config(self, **overrides) -> GPT2Config:
+        """The transformers ``GPT2Config`` of this shape; ``overrides`` add or replace fields (token ids, dropout...)."""
+        values = dict(n_layer=self.n_layer, n_embd=self.n_embd, n_head=self.n_head, vocab_size=self.vocab_size,
+                      n_positions=self.n_positions)
+        return GPT2Config(**{**values, **overrides})
 
     @property
     def n_params(self) -> int:

@@ -9,27 +9,33 @@ with random weights and the shipped GPT-2 tokenizer (``make rehearse``: shapes, 
 
 Only a network, offline or not-on-the-Hub problem becomes :class:`HubUnavailableError`; any other
 error (out of memory, a full disk, a version mismatch, a gated model) keeps its own type and message.
+
+Introduced in notebook 01 (the model every notebook loads); the reward model in notebook 07.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel,
-                          GPT2TokenizerFast, PreTrainedModel, PreTrainedTokenizerBase)
+from huggingface_hub import errors as hub_errors
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
+                          GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2TokenizerFast,
+                          PreTrainedModel, PreTrainedTokenizerBase)
 
-from .env import env_flag, fast_mode, rehearsal
+from .env import REPO_ROOT, env_flag, fast_mode, rehearsal
+from .memory import ModelShape
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER_DIR = REPO_ROOT / "data" / "gpt2-tokenizer"
 CONFIG_DIR = REPO_ROOT / "data" / "configs"
 
-#: The fast-mode model: small enough that a CPU step takes milliseconds, big enough to
-#: memorise a handful of instruction/response pairs.
-TINY_GPT2 = dict(n_layer=2, n_head=2, n_embd=64, n_positions=256)
+#: The fast-mode model, the course's one spelling of it: small enough that a CPU step takes
+#: milliseconds, big enough to memorise a handful of instruction/response pairs. Checkers, tests and
+#: benchmarks build it (or a smaller variant, ``dataclasses.replace(TINY_GPT2, n_layer=1)``) with :func:`tiny_model`.
+TINY_GPT2 = ModelShape(n_layer=2, n_embd=64, n_head=2, n_positions=256)
 
 
 class HubUnavailableError(RuntimeError):
@@ -65,17 +71,22 @@ def load_gpt2_tokenizer() -> GPT2TokenizerFast:
     return tok
 
 
-def tiny_gpt2(tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> GPT2LMHeadModel:
-    """A randomly initialised 2-layer GPT-2 for ``tokenizer``'s vocabulary, seeded.
+def tiny_model(shape: ModelShape = TINY_GPT2, *, seed: int = 0, cls: type[PreTrainedModel] = GPT2LMHeadModel,
+               **config) -> PreTrainedModel:
+    """A randomly initialised GPT-2 of ``shape`` (``config`` adds or replaces config fields), built as ``cls``.
 
-    The global random state is left untouched (initialisation runs in a forked RNG).
+    Initialisation runs in a forked RNG seeded with ``seed``: the same seed gives the same weights, and the
+    caller's global random state (a learner's session, when a checker builds one) is left untouched.
     """
-    config = GPT2Config(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                        eos_token_id=tokenizer.eos_token_id,
-                        **TINY_GPT2)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = GPT2LMHeadModel(config)
+        return cls(shape.gpt2_config(**config))
+
+
+def tiny_gpt2(tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> GPT2LMHeadModel:
+    """The fast-mode model: :data:`TINY_GPT2` for ``tokenizer``'s vocabulary, seeded, in eval mode."""
+    model = tiny_model(seed=seed, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id)
     # Like the real gpt2 config, no pad id in the model config; generation pads with EOS.
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model.eval()
@@ -131,14 +142,11 @@ def load_reward_model(name: str = "gpt2", tokenizer: PreTrainedTokenizerBase | N
     mode: the tiny GPT-2's shape, randomly initialised from ``seed``. Rehearsal: ``name``'s real
     architecture from ``data/configs`` with random weights. Errors as in :func:`load_model_and_tokenizer`.
     """
-    from transformers import AutoModelForSequenceClassification, GPT2ForSequenceClassification
     fast = fast_mode() if fast is None else fast
     tokenizer = tokenizer or load_gpt2_tokenizer()
     if fast:
-        config = GPT2Config(vocab_size=len(tokenizer), num_labels=1, pad_token_id=tokenizer.eos_token_id, **TINY_GPT2)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return GPT2ForSequenceClassification(config)
+        return tiny_model(seed=seed, cls=GPT2ForSequenceClassification, vocab_size=len(tokenizer), num_labels=1,
+                          pad_token_id=tokenizer.eos_token_id)
     if rehearsal():
         model = rehearsal_model(name, seed=seed, task="sequence-classification", tokenizer=tokenizer)
         model.config.pad_token_id = tokenizer.eos_token_id
@@ -171,7 +179,6 @@ def hub_problem(err: BaseException) -> str | None:
     """``"offline"`` if ``err`` (or an exception it was raised from) means the Hub could not be reached
     or offline mode is on, ``"not_found"`` if the Hub has no such repository/revision, ``None`` otherwise
     (out of memory, a full disk, a gated model, a version mismatch...: not a network problem)."""
-    from huggingface_hub import errors as hub_errors
     for e in _exception_chain(err):
         if isinstance(e, (hub_errors.GatedRepoError, hub_errors.DisabledRepoError)):
             return None                              # reachable, but access is refused: its own message says why
@@ -225,9 +232,6 @@ def rehearsal_config(name: str, tokenizer: PreTrainedTokenizerBase | None = None
     Raises:
         FileNotFoundError: naming the file to add when ``data/configs`` has no config for ``name``.
     """
-    import json
-
-    from transformers import AutoConfig
     path = config_path(name)
     if not path.is_file():
         raise FileNotFoundError(
@@ -255,7 +259,6 @@ def rehearsal_model(name: str, *, seed: int = 0, dtype: torch.dtype = torch.floa
     ``task="causal-lm"`` returns ``(model, tokenizer)`` in eval mode; ``task="sequence-classification"`` returns
     a one-label model (reward models). ``device="meta"`` builds it without memory (to count parameters).
     """
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     tok = tokenizer if tokenizer is not None else load_gpt2_tokenizer()
     extra = {"num_labels": 1} if task == "sequence-classification" else {}
     config, note = rehearsal_config(name, tok, **extra)

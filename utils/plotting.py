@@ -1,4 +1,7 @@
-"""Pictures instead of walls of numbers: loss curves, next-token bars, the mask viewer."""
+"""Pictures instead of walls of numbers: loss curves, next-token bars, the mask viewer.
+
+Introduced in notebook 01 (next-token bars, the mask viewer, loss curves).
+"""
 from __future__ import annotations
 
 import html

@@ -11,9 +11,11 @@ Pieces:
 - :func:`cap_config` — the runner's injected cell ``CFG = cap_config(CFG)``: step counts → ``REHEARSAL_STEPS``,
   epochs → 1, evaluation sizes → ``REHEARSAL_EVAL`` ; every capped value is a :class:`CappedInt` that tells
   the :data:`TRACKER` when a cell uses it, so the cell's counted FLOPs can be scaled back to the uncapped run.
-- :func:`hub_fixture` — what :func:`utils.data.load_hub_dataset` returns in rehearsal.
-- :func:`url_fixture` — what :func:`utils.data.download` writes in rehearsal for the one URL the course uses.
+- :func:`hub_fixture` — what :func:`utils.sources.load_hub_dataset` returns in rehearsal.
+- :func:`url_fixture` — what :func:`utils.sources.download` writes in rehearsal for the one URL the course uses.
 - :class:`FlopCounter` — counts the FLOPs of every outermost ``PreTrainedModel`` call and projects T4 time.
+
+Used by ``make rehearse`` (``scripts/rehearse.py``), not by a lesson: no notebook imports it directly.
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from .env import REPO_ROOT
+
 REALDATA = REPO_ROOT / "data" / "realdata"
 CACHE_DIR = REPO_ROOT / "build" / "rehearsal_data"
 
@@ -592,7 +595,7 @@ URLS = {
 
 
 def url_fixture(url: str) -> Path:
-    """Rehearsal for :func:`utils.data.download`: the shipped sample for ``url``, cycled to the real file's
+    """Rehearsal for :func:`utils.sources.download`: the shipped sample for ``url``, cycled to the real file's
     record count, written under ``build/rehearsal_data/urls/`` (never where a real download would go, so a
     later full-mode run cannot mistake it for the real file); returns its path."""
     if url not in URLS:

@@ -5,6 +5,8 @@
 - :func:`train` — the course's loop for notebooks 04–06: AdamW with decoupled weight decay on
   matrices, warmup + cosine, clipping, accumulation, mixed precision, validation, checkpoints
   and exact resume.
+
+Introduced in notebook 01 (:func:`train_sft`); the full loop in notebook 04, its statistics in 06.
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm, trange
 
-from .env import DevicePrecision, pick_device_and_precision, seed_everything
+from .env import REPO_ROOT, DevicePrecision, pick_device_and_precision, seed_everything
 from .loss import masked_nll, n_targets
 from .masking import pad_collate
 
@@ -77,7 +80,11 @@ class TrainConfig:
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Learning rate for optimizer step ``step`` (0-based): linear warmup, then cosine to ``min_lr``.
 
-    Stateless (nanoGPT's ``get_lr``): resuming only needs the step number.
+    Stateless (nanoGPT's ``get_lr``): resuming only needs the step number. Departures from nanoGPT's
+    ``get_lr``: warmup is ``lr·(step+1)/warmup_steps``, so it reaches ``lr`` at step ``warmup_steps - 1``
+    (nanoGPT's current ``(it+1)/(warmup_iters+1)`` gets there one step later); and the cosine spans the steps
+    after warmup up to ``max_steps - 1``, so the last step gets exactly ``min_lr`` (nanoGPT decays until a
+    separate ``lr_decay_iters`` and then holds ``min_lr``).
     """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -112,6 +119,11 @@ def micro_batch(examples: Sequence[dict], k: int, cfg: TrainConfig) -> dict[str,
 
     Each epoch visits the examples in a fresh order drawn from ``(seed, epoch)``, so batch ``k``
     is the same in every run with the same seed — which is what makes resuming exact.
+
+    An epoch holds ``len(examples) // batch_size`` full batches: the last ``len(examples) % batch_size``
+    examples of each shuffled order are dropped (drop-last, like ``DataLoader(drop_last=True)``), so every
+    micro-batch has the same size; a different order next epoch drops different examples. With fewer
+    examples than ``batch_size`` the one batch per epoch holds them all.
     """
     per_epoch = max(1, len(examples) // cfg.batch_size)
     epoch, i = divmod(k, per_epoch)
@@ -165,7 +177,6 @@ def record_validation(history: dict, step: int, loss: float) -> None:
 
 def default_checkpoint_dir(name: str = "run") -> Path:
     """Google Drive when it is mounted in Colab (a checkpoint survives a disconnect), else ./checkpoints."""
-    from .models import REPO_ROOT
     drive = Path("/content/drive/MyDrive")
     base = drive / "instruction-tuning-course" / "checkpoints" if drive.is_dir() else REPO_ROOT / "checkpoints"
     return base / name
@@ -193,7 +204,6 @@ def save_checkpoint(directory: str | Path, step: int, model, optimizer, scaler, 
     """Write ``step_{step:06d}/``: weights as safetensors, the rest (optimizer, scaler, RNG, step,
     history) as a tensors-and-plain-values file that loads with ``weights_only=True``.
     The learning-rate schedule is a function of the step, so the step is its whole state."""
-    from safetensors.torch import save_model
     path = Path(directory) / f"step_{step:06d}"
     path.mkdir(parents=True, exist_ok=True)
     save_model(model, str(path / "model.safetensors"))    # handles GPT-2's tied embedding/LM head
@@ -210,7 +220,6 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
 
 def load_checkpoint(path: str | Path, model, optimizer, scaler) -> tuple[int, dict]:
     """Restore everything :func:`save_checkpoint` wrote; returns ``(step, history)``."""
-    from safetensors.torch import load_model
     path = Path(path)
     load_model(model, str(path / "model.safetensors"), device=str(next(model.parameters()).device))
     state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
@@ -363,5 +372,10 @@ def update_ratios(before: dict[str, torch.Tensor], model: torch.nn.Module) -> di
 def flops_per_token(n_params: int, n_layer: int, n_ctx: int, d_model: int) -> int:
     r"""Training FLOPs per token, :math:`6N + 6\,n_{layer}\,n_{ctx}\,d_{model}` (Kaplan et al., 2020, Table 1:
     a forward pass costs :math:`2N + 2n_{layer}n_{ctx}d_{attn}`, and backward twice the forward). Embedding
-    parameters are included in N here; at GPT-2's sizes the difference is a few percent."""
+    parameters are included in N here; at GPT-2's sizes the difference is a few percent.
+
+    Departure from nanoGPT: its ``estimate_mfu`` uses :math:`6N + 12\,L\,T\,d` (PaLM, appendix B), which
+    counts both attention matmuls (:math:`QK^T` and the weighted sum of V) in forward and backward. We keep
+    Kaplan's :math:`6\,n_{layer}\,n_{ctx}\,d_{model}` because notebook 06 derives it from Kaplan's table and the
+    checker holds learners to it; the two differ by about 3 % (GPT-2 Large, 512 tokens) to 7 % (GPT-2 small, 1024)."""
     return 6 * n_params + 6 * n_layer * n_ctx * d_model

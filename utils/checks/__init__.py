@@ -1,0 +1,22 @@
+"""Exercise checkers: specific feedback (what is wrong, where, what to look at), never just "wrong".
+
+One module per notebook (``nb01`` … ``nb07``, in course order) and :mod:`utils.checks.feedback`, the one
+protocol they share. Every exercise has ``<name>_problems(...)`` (the list of problems; empty = correct; the
+tests call it) and ``check_<name>(...)`` (prints the verdict, returns True/False). Notebooks import from here:
+``from utils.checks import check_x``.
+"""
+from .feedback import NotAttempted
+from .nb01 import check_prompt_mask, prompt_mask_problems
+from .nb02 import FORUM_ROWS, check_forum_converter, forum_converter_problems
+from .nb03 import (assistant_mask_problems, check_assistant_mask, check_last_turn_template,
+                   last_turn_template_problems)
+from .nb04 import check_collate_labels, check_perplexity, collate_labels_problems, perplexity_problems
+from .nb05 import (check_lora_config, check_memory_savers, check_param_count, check_precision_choice,
+                   check_save_reload, check_static_memory, check_validation_loss, lora_config_problems,
+                   memory_savers_problems, param_count_problems, precision_choice_problems, save_reload_problems,
+                   static_memory_problems, validation_loss_problems)
+from .nb06 import (accumulation_problems, check_accumulation, check_clip, check_finite_guard, check_flops,
+                   check_group_norms, check_loss_scale, check_lr_schedule, clip_problems, finite_guard_problems,
+                   flops_problems, group_norm_problems, loss_scale_problems, lr_schedule_problems)
+from .nb07 import (bt_loss_problems, check_bt_loss, check_dpo_loss, check_ppo_clip, dpo_loss_problems,
+                   ppo_clip_problems)

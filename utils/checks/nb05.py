@@ -1,0 +1,278 @@
+"""Notebook 05 — GPT-2 Large, part 1: parameters, memory, precision, LoRA, validation, saving.
+
+Each ``check_*`` prints the verdict for the learner (see :mod:`utils.checks.feedback`); each ``*_problems``
+returns what is wrong, for the tests.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ..env import pick_device_and_precision, precision_for
+from ..masking import IGNORE_INDEX
+from ..memory import GPT2_LARGE, GPT2_MEDIUM, GPT2_SMALL, static_training_memory
+from ..models import TINY_GPT2, tiny_model
+from ..training import evaluate
+from .feedback import attempt, verdict
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3f} GiB"
+
+
+def param_count_problems(count_params) -> list[str]:
+    """``count_params(n_layer, n_embd, vocab_size=50257, n_positions=1024) -> int`` for GPT-2."""
+    problems = []
+    for name, shape in [("GPT-2 small", GPT2_SMALL), ("GPT-2 medium", GPT2_MEDIUM), ("GPT-2 Large", GPT2_LARGE),
+                        ("the tiny model", TINY_GPT2)]:
+        got, problem = attempt(count_params, shape.n_layer, shape.n_embd, vocab_size=shape.vocab_size,
+                             n_positions=shape.n_positions)
+        if problem:
+            return [problem]
+        expected, L, d = shape.n_params, shape.n_layer, shape.n_embd
+        if got == expected:
+            continue
+        diff = int(got) - expected
+        why = {shape.vocab_size * d: "you counted the LM head as its own matrix; GPT-2 ties it to the token embedding",
+               -shape.vocab_size * d: "the token embedding (vocab_size × n_embd) is missing",
+               -shape.n_positions * d: "the position embedding (n_positions × n_embd) is missing",
+               -2 * d: "the final LayerNorm (ln_f: gain and bias, 2·n_embd) is missing",
+               -13 * d * L: "biases and LayerNorm parameters are missing: each block has 13·n_embd of them",
+               -4 * d * L: "each block's two LayerNorms (gain + bias, 4·n_embd) are missing"}.get(diff)
+        if why is None and diff % L == 0:
+            why = (f"the per-block count is off by {diff // L:,} (a block has 12·d² + 13·d = {12 * d * d + 13 * d:,}: "
+                   "c_attn d×3d, attn c_proj d×d, c_fc d×4d, mlp c_proj 4d×d, their biases, two LayerNorms)")
+        problems.append(f"{name}: you counted {int(got):,}, the model has {expected:,} (off by {diff:+,}). "
+                        + (why or "compare part by part: embeddings, blocks, final LayerNorm"))
+    return problems
+
+
+def static_memory_problems(static_memory) -> list[str]:
+    """``static_memory(n_params, optimizer, n_lora=0) -> {"weights", "gradients", "optimizer"}`` in bytes."""
+    n, r16 = GPT2_LARGE.n_params, GPT2_LARGE.lora_params(16)
+    cases = [("fp32 AdamW", "adamw", 0), ("8-bit AdamW", "adamw8bit", 0), ("SGD", "sgd", 0),
+             ("LoRA r=16 + AdamW", "adamw", r16)]
+    hints = {"weights": "fp32 master weights are 4 bytes per parameter (LoRA adds its adapters on top)",
+             "gradients": "one fp32 gradient (4 bytes) per *trainable* parameter",
+             "optimizer": "AdamW keeps m and v in fp32 (8 bytes per trainable parameter), 8-bit AdamW 2 bytes, "
+                          "SGD without momentum none"}
+    problems = []
+    for name, optimizer, n_lora in cases:
+        got, problem = attempt(static_memory, n, optimizer, n_lora=n_lora)
+        if problem:
+            return [problem]
+        expected = static_training_memory(GPT2_LARGE, optimizer, 16 if n_lora else None)
+        if not isinstance(got, dict):
+            return [f"return a dict with keys weights, gradients, optimizer (bytes), not {type(got).__name__}"]
+        for part in ("weights", "gradients", "optimizer"):
+            if part not in got:
+                problems.append(f"{name}: the result has no {part!r} entry")
+            elif int(got[part]) != expected[part]:
+                ratio = f" ({int(got[part]) / expected[part]:.2f}× the expected)" if expected[part] else ""
+                problems.append(f"{name}, {part}: you predicted {_gib(int(got[part]))}, expected "
+                                f"{_gib(expected[part])}{ratio} — {hints[part]}")
+    return problems
+
+
+def precision_choice_problems(choose_precision) -> list[str]:
+    """``choose_precision(capability) -> "fp32" | "fp16" | "bf16"``; capability is (major, minor) or None (CPU)."""
+    gpus = [(None, "no GPU (CPU)"), ((7, 5), "T4"), ((7, 0), "V100"), ((6, 0), "P100"), ((8, 0), "A100"),
+            ((8, 9), "L4"), ((9, 0), "H100")]
+    problems = []
+    for capability, name in gpus:
+        got, problem = attempt(choose_precision, capability)
+        if problem:
+            return [problem]
+        expected = precision_for(capability)
+        if got != expected:
+            why = {"fp32": "without a GPU there is no fast half precision: train in fp32",
+                   "fp16": "below compute capability 8 bf16 is emulated (slow) even where "
+                           "torch.cuda.is_bf16_supported() says True: use fp16 autocast with a loss scaler",
+                   "bf16": "from compute capability 8 (Ampere) on, bf16 runs natively and needs no loss scaler"}[expected]
+            problems.append(f"{name} (capability {capability}): you chose {got!r}, expected {expected!r} — {why}")
+    return problems
+
+
+def lora_config_problems(make_lora_config) -> list[str]:
+    """``make_lora_config(r) -> peft.LoraConfig`` for GPT-2's Conv1D layers."""
+    from peft import LoraConfig, get_peft_model     # here, not at the top: importing peft loads bitsandbytes,
+                                                    # which prints warnings in notebooks 01–04 that import checks
+    config, problem = attempt(make_lora_config, 4)
+    if problem:
+        return [problem]
+    if not isinstance(config, LoraConfig):
+        return [f"return a peft.LoraConfig, not {type(config).__name__}"]
+    problems = []
+    wanted = {"c_attn", "c_proj", "c_fc"}
+    targets = set(config.target_modules or [])
+    if targets != wanted:
+        missing, extra = sorted(wanted - targets), sorted(targets - wanted)
+        problems.append("target_modules should be exactly c_attn, c_proj, c_fc (GPT-2's Conv1D layers; c_proj "
+                        f"matches both the attention and the MLP projection); missing {missing}, extra {extra}")
+    if not config.fan_in_fan_out:
+        problems.append("set fan_in_fan_out=True: GPT-2's Conv1D stores its weight as (in, out), the transpose "
+                        "of nn.Linear, and LoRA must know to merge it that way")
+    if config.r != 4:
+        problems.append(f"use the rank you were given: make_lora_config(4) returned r={config.r}")
+    if problems:
+        return problems
+    shape = TINY_GPT2
+    model = tiny_model()
+    peft_model = get_peft_model(model, config)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    if trainable != shape.lora_params(4):
+        problems.append(f"the tiny model gets {trainable:,} trainable parameters, expected {shape.lora_params(4):,} "
+                        "(r·(in + out) per adapted layer, nothing else trainable)")
+    return problems
+
+
+def memory_savers_problems(add_memory_savers) -> list[str]:
+    """``add_memory_savers(model, lr) -> optimizer``: gradient checkpointing on, 8-bit AdamW returned."""
+    model = tiny_model()
+    optimizer, problem = attempt(add_memory_savers, model, 1e-3)
+    if problem:
+        return [problem]
+    problems = []
+    if not model.is_gradient_checkpointing:
+        problems.append("gradient checkpointing is off: call model.gradient_checkpointing_enable()")
+    if model.config.use_cache:
+        problems.append("set model.config.use_cache = False: the key/value cache is useless in training and "
+                        "conflicts with checkpointing")
+    try:
+        import bitsandbytes as bnb
+        eight_bit = isinstance(optimizer, bnb.optim.optimizer.Optimizer8bit) and optimizer.args.optim_bits == 8
+    except ImportError:
+        eight_bit = False
+    if not eight_bit:
+        problems.append(f"return bitsandbytes' 8-bit AdamW (bnb.optim.AdamW8bit), not {type(optimizer).__name__}")
+        return problems
+    covered = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in covered]
+    if missing:
+        problems.append(f"{len(missing)} trainable parameter(s) are not in the optimizer (first: {missing[0]})")
+    return problems
+
+
+def validation_loss_problems(validation_loss) -> list[str]:
+    """``validation_loss(model, batches) -> (loss per supervised token, perplexity)``."""
+    model = tiny_model(replace(TINY_GPT2, n_layer=1, n_embd=32))
+    g = torch.Generator().manual_seed(1)
+    batches = []
+    for n_batch, length, supervised in [(2, 24, 20), (3, 16, 2), (1, 8, 5)]:   # very different token counts
+        ids = torch.randint(0, 50257, (n_batch, length), generator=g)
+        labels = ids.clone()
+        labels[:, : length - supervised] = IGNORE_INDEX
+        batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+    model.train()
+    got, problem = attempt(validation_loss, model, batches)
+    if problem:
+        return [problem]
+    expected = evaluate(model, batches, pick_device_and_precision("cpu"))
+    try:
+        loss, ppl = float(got[0]), float(got[1])
+    except (TypeError, IndexError, ValueError):
+        return [f"return a pair (loss, perplexity), not {got!r}"]
+    problems = []
+    if abs(loss - expected) > 1e-4:
+        means = []
+        with torch.no_grad():
+            model.eval()
+            for b in batches:
+                means.append(float(model(**b).loss))
+        if abs(loss - sum(means) / len(means)) < 1e-4:
+            problems.append(f"your loss {loss:.4f} is the mean of the batch means; weight each batch by its "
+                            f"supervised tokens (sum of token losses / all tokens) to get {expected:.4f}")
+        else:
+            problems.append(f"your loss {loss:.4f} differs from the loss per supervised token {expected:.4f} "
+                            f"(by {loss - expected:+.4f}); use model.eval(), sum the token losses of every batch "
+                            "(labels −100 ignored) and divide by the number of supervised tokens")
+    if abs(ppl - math.exp(loss)) > 1e-3 * math.exp(loss):
+        problems.append(f"perplexity is exp(loss): exp({loss:.4f}) = {math.exp(loss):.3f}, you returned {ppl:.3f}")
+    return problems
+
+
+def save_reload_problems(save_and_reload, tmp_dir) -> list[str]:
+    """``save_and_reload(peft_model, directory, make_base) -> reloaded model`` with the same logits."""
+    from peft import LoraConfig, get_peft_model     # lazily, as in lora_config_problems
+    make_base = tiny_model
+
+    model = get_peft_model(make_base(), LoraConfig(r=4, target_modules=["c_attn", "c_proj", "c_fc"],
+                                                   fan_in_fan_out=True))
+    with torch.no_grad():                               # trained adapters: B is no longer zero
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1, generator=torch.Generator().manual_seed(len(name)))
+    model.eval()
+    x = torch.randint(0, 50257, (2, 12), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        before = model(input_ids=x).logits
+    directory = Path(tmp_dir) / "adapter"
+    reloaded, problem = attempt(save_and_reload, model, directory, make_base)
+    if problem:
+        return [problem]
+    problems = []
+    files = sorted(p.name for p in directory.glob("*")) if directory.exists() else []
+    if "adapter_model.safetensors" not in files:
+        problems.append(f"{directory} should hold adapter_model.safetensors (model.save_pretrained writes it); "
+                        f"found {files or 'nothing'}")
+    if any(f.endswith((".bin", ".pt", ".pkl")) for f in files):
+        problems.append("save with safetensors, not pickle files (.bin/.pt): loading a pickle can run code")
+    if reloaded is model:
+        return problems + ["you returned the model you were given; load a new one from the directory"]
+    try:
+        reloaded.eval()
+        with torch.no_grad():
+            after = reloaded(input_ids=x).logits
+    except Exception as e:  # noqa: BLE001
+        return problems + [f"the reloaded model cannot run: {type(e).__name__}: {e}"]
+    diff = float((after - before).abs().max())
+    if diff > 1e-5:
+        problems.append(f"the reloaded model's logits differ by up to {diff:.3g}: load the adapter onto a fresh "
+                        "base model with PeftModel.from_pretrained(make_base(), directory)")
+    return problems
+
+
+def check_param_count(count_params) -> bool:
+    """Print feedback on notebook 05's parameter count (GPT-2 small, medium, Large and the tiny model); True when right."""
+    return verdict(param_count_problems, count_params,
+                   success="✅ Your count matches sum(p.numel()) for GPT-2 small, medium, Large and the tiny model.")
+
+
+def check_static_memory(static_memory) -> bool:
+    """Print feedback on notebook 05's static memory (weights, gradients, optimizer states in bytes); True when right."""
+    return verdict(static_memory_problems, static_memory,
+                   success="✅ Weights, gradients and optimizer states agree with utils.memory for all four configurations.")
+
+
+def check_precision_choice(choose_precision) -> bool:
+    """Print feedback on notebook 05's precision choice per GPU (fp32 / fp16 / bf16); True when right."""
+    return verdict(precision_choice_problems, choose_precision,
+                   success="✅ fp32 on CPU, fp16 mixed precision below compute capability 8 (T4), bf16 from 8 on.")
+
+
+def check_lora_config(make_lora_config) -> bool:
+    """Print feedback on notebook 05's LoRA config for GPT-2's Conv1D layers; True when right."""
+    return verdict(lora_config_problems, make_lora_config,
+                   success=f"✅ LoRA on c_attn, c_proj, c_fc with fan_in_fan_out=True. GPT-2 Large at r=16 trains "
+                   f"{GPT2_LARGE.lora_params(16):,} parameters ({GPT2_LARGE.lora_params(16) / GPT2_LARGE.n_params:.2%}).")
+
+
+def check_memory_savers(add_memory_savers) -> bool:
+    """Print feedback on notebook 05's memory savers (gradient checkpointing, 8-bit AdamW); True when right."""
+    return verdict(memory_savers_problems, add_memory_savers,
+                   success="✅ Gradient checkpointing on, the cache off, and 8-bit AdamW over every trainable parameter.")
+
+
+def check_validation_loss(validation_loss) -> bool:
+    """Print feedback on notebook 05's validation loss (per supervised token) and perplexity; True when right."""
+    return verdict(validation_loss_problems, validation_loss,
+                   success="✅ Loss per supervised token over all batches, and its perplexity.")
+
+
+def check_save_reload(save_and_reload, tmp_dir) -> bool:
+    """Print feedback on notebook 05's adapter save and reload (safetensors, identical logits); True when right."""
+    return verdict(save_reload_problems, save_and_reload, tmp_dir,
+                   success="✅ Adapters saved as safetensors and reloaded onto a fresh base model: identical logits.")

@@ -1,0 +1,248 @@
+"""Notebook 06 — GPT-2 Large, part 2: stability and compute (schedule, clipping, scaling, norms, FLOPs, accumulation).
+
+Each ``check_*`` prints the verdict for the learner (see :mod:`utils.checks.feedback`); each ``*_problems``
+returns what is wrong, for the tests.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+
+from ..loss import masked_nll
+from ..masking import IGNORE_INDEX, pad_collate
+from ..memory import GPT2_LARGE, GPT2_SMALL
+from ..models import TINY_GPT2, tiny_model
+from ..training import TrainConfig, flops_per_token, grad_norms_by_group, lr_at
+from .feedback import NotAttempted, attempt, verdict
+
+
+def lr_schedule_problems(lr_schedule) -> list[str]:
+    """``lr_schedule(step, max_lr, warmup_steps, total_steps, min_lr) -> float``, 0-based steps (= utils.training.lr_at)."""
+    cfg = TrainConfig(max_steps=50, lr=1e-3, warmup_steps=10, min_lr=1e-4)
+    for step in range(50):
+        got, problem = attempt(lr_schedule, step, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)
+        if problem:
+            return [problem]
+        expected = lr_at(step, cfg)
+        if abs(float(got) - expected) > 1e-9 + 1e-6 * expected:
+            if step < cfg.warmup_steps:
+                why = ("warmup is linear and starts above 0: step s (0-based) gets max_lr·(s+1)/warmup_steps, "
+                       "so the first step already learns and the last warmup step reaches max_lr")
+            elif step == cfg.max_steps - 1:
+                why = "the cosine must reach min_lr exactly at the last step (progress = 1 there)"
+            else:
+                why = ("after warmup: min_lr + ½(1 + cos(π·progress))·(max_lr − min_lr) with "
+                       "progress = (step − warmup)/(total − 1 − warmup)")
+            return [f"step {step}: you gave {float(got):.3g}, expected {expected:.3g} — {why}"]
+    return []
+
+
+def clip_problems(clip_global_norm) -> list[str]:
+    """``clip_global_norm(parameters, max_norm) -> total norm before clipping``; scales the grads in place."""
+    def params(seed):
+        g = torch.Generator().manual_seed(seed)
+        ps = [torch.nn.Parameter(torch.zeros(s)) for s in [(4, 3), (7,), (2, 2, 2)]]
+        for p in ps:
+            p.grad = torch.randn(p.shape, generator=g) * 3
+        return ps
+    mine, ref = params(0), params(0)
+    got, problem = attempt(clip_global_norm, mine, 1.0)
+    if problem:
+        return [problem]
+    expected = float(torch.nn.utils.clip_grad_norm_(ref, 1.0))
+    problems = []
+    if got is None or abs(float(got) - expected) > 1e-4 * expected:
+        after = float(torch.sqrt(sum((p.grad ** 2).sum() for p in mine)))
+        hint = " (that is the norm after clipping: return the one before)" if got is not None and abs(float(got) - after) < 1e-4 else ""
+        problems.append(f"returned {got}, expected the global norm before clipping {expected:.4f}{hint}")
+    per_tensor = all(float(p.grad.norm()) <= 1.0 + 1e-5 for p in mine) and \
+        abs(float(torch.sqrt(sum((p.grad ** 2).sum() for p in mine))) - 1.0) > 1e-3
+    diff = max(float((a.grad - b.grad).abs().max()) for a, b in zip(mine, ref))
+    if per_tensor:
+        problems.append("each tensor was clipped on its own; clip all gradients together by ONE factor "
+                        "max_norm / global_norm, so their directions relative to each other are kept")
+    elif diff > 1e-5:
+        problems.append(f"the gradients after clipping differ from torch's by up to {diff:.3g}: multiply every "
+                        "gradient by min(1, max_norm / (global_norm + 1e-6)) in place")
+    small, ref_small = params(1), params(1)
+    for p, q in zip(small, ref_small):
+        p.grad.mul_(1e-3)
+        q.grad.mul_(1e-3)
+    attempt(clip_global_norm, small, 1.0)
+    if any(not torch.allclose(p.grad, q.grad) for p, q in zip(small, ref_small)):
+        problems.append("gradients already below max_norm were changed: only scale down, never up")
+    return problems
+
+
+def loss_scale_problems(next_loss_scale) -> list[str]:
+    """``next_loss_scale(scale, found_inf, good_steps, growth_interval) -> (scale, good_steps)`` (GradScaler's rule)."""
+    def reference(scale, found_inf, good, interval):
+        if found_inf:
+            return scale * 0.5, 0
+        good += 1
+        return (scale * 2.0, 0) if good == interval else (scale, good)
+    state = (65536.0, 0)
+    pattern = [False, False, True, False, False, False, True, True, False, False, False, False]
+    for i, inf in enumerate(pattern):
+        expected = reference(state[0], inf, state[1], 3)
+        got, problem = attempt(next_loss_scale, state[0], inf, state[1], 3)
+        if problem:
+            return [problem]
+        if got is None or tuple(got) != expected:
+            what = ("an overflow halves the scale and resets the count of good steps" if inf else
+                    "a good step adds 1 to the count; after growth_interval good steps in a row the scale doubles "
+                    "and the count restarts")
+            return [f"call {i + 1} (found_inf={inf}, scale={state[0]:g}, good_steps={state[1]}): you returned "
+                    f"{got if got is None else tuple(got)}, expected {expected} — {what}"]
+        state = expected
+    return []
+
+
+def finite_guard_problems(assert_finite) -> list[str]:
+    """``assert_finite(step, loss, model)`` raises FloatingPointError naming the step (and the first bad parameter)."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    _, problem = attempt(assert_finite, 3, 0.5, model)
+    if problem:
+        return [f"a healthy step must pass silently, but {problem}"]
+    problems = []
+    try:
+        assert_finite(7, math.nan, model)
+        problems.append("a NaN loss at step 7 went through: raise FloatingPointError")
+    except FloatingPointError as e:
+        if "7" not in str(e):
+            problems.append(f"the message should name the step (7): {e}")
+    except NotImplementedError as e:
+        raise NotAttempted(f"your function is not implemented yet: {e}") from None
+    except Exception as e:  # noqa: BLE001
+        problems.append(f"raise FloatingPointError, not {type(e).__name__}")
+    model[1].weight.grad[0, 1] = math.inf
+    try:
+        assert_finite(9, 0.5, model)
+        problems.append("an inf gradient in '1.weight' at step 9 went through: check every parameter's gradient too")
+    except FloatingPointError as e:
+        if "1.weight" not in str(e) or "9" not in str(e):
+            problems.append(f"name the step (9) and the first parameter with a non-finite gradient ('1.weight'): {e}")
+    except Exception as e:  # noqa: BLE001
+        problems.append(f"raise FloatingPointError, not {type(e).__name__}")
+    return problems
+
+
+def group_norm_problems(my_grad_norms) -> list[str]:
+    """``my_grad_norms(model) -> {group: norm}`` with groups from ``utils.training.param_group``."""
+    model = tiny_model(replace(TINY_GPT2, n_embd=32))
+    x = torch.randint(0, 50257, (2, 16), generator=torch.Generator().manual_seed(0))
+    model(input_ids=x, labels=x).loss.backward()
+    got, problem = attempt(my_grad_norms, model)
+    if problem:
+        return [problem]
+    expected = grad_norms_by_group(model)
+    if not isinstance(got, dict) or set(got) != set(expected):
+        return [f"expected the groups {list(expected)}, got {list(got) if isinstance(got, dict) else type(got).__name__}"]
+    problems = []
+    for g, v in expected.items():
+        if abs(float(got[g]) - v) > 1e-4 * max(v, 1e-8):
+            ratio = float(got[g]) / v if v else float("nan")
+            hint = (" — that is the sum of the per-tensor norms; take the square root of the sum of squares"
+                    if ratio > 1 else " — sum the squares of every parameter's gradient in the group, then take the root")
+            problems.append(f"{g}: you gave {float(got[g]):.4g}, expected {v:.4g}{hint}")
+    return problems
+
+
+def flops_problems(my_flops_per_token) -> list[str]:
+    """``my_flops_per_token(n_params, n_layer, n_ctx, d_model) -> training FLOPs per token``."""
+    problems = []
+    for name, shape, ctx in [("GPT-2 small @1024", GPT2_SMALL, 1024), ("GPT-2 Large @512", GPT2_LARGE, 512)]:
+        args = (shape.n_params, shape.n_layer, ctx, shape.n_embd)
+        got, problem = attempt(my_flops_per_token, *args)
+        if problem:
+            return [problem]
+        expected = flops_per_token(*args)
+        if abs(float(got) - expected) > 1e-6 * expected:
+            r = float(got) / expected
+            if abs(float(got) - 2 * shape.n_params) < 1e-3 * expected or abs(float(got) - (expected / 3)) < 1e-3 * expected:
+                why = "that is the forward pass only; backward costs about twice the forward: ×3"
+            elif abs(float(got) - 6 * shape.n_params) < 1e-6 * expected:
+                why = "add the attention term 6·n_layer·n_ctx·d_model (the scores and their use grow with the context)"
+            else:
+                why = f"{r:.2f}× the expected 6N + 6·n_layer·n_ctx·d_model"
+            problems.append(f"{name}: you gave {float(got):.4g}, expected {expected:.4g} — {why}")
+    return problems
+
+
+def accumulation_problems(accumulate) -> list[str]:
+    """``accumulate(model, micro_batches)`` leaves in ``.grad`` the gradient of the whole batch's loss per token."""
+    def make():                                      # dropout off: the same forward pass every time
+        return tiny_model(replace(TINY_GPT2, n_layer=1, n_embd=32), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    g = torch.Generator().manual_seed(0)
+    examples = []
+    for n_prompt, n_resp in [(3, 12), (5, 2), (2, 9), (6, 1)]:             # very different response lengths
+        ids = torch.randint(0, 50257, (n_prompt + n_resp,), generator=g).tolist()
+        examples.append({"input_ids": ids, "labels": [IGNORE_INDEX] * n_prompt + ids[n_prompt:]})
+    micro = [pad_collate(examples[:1]), pad_collate(examples[1:3]), pad_collate(examples[3:])]
+    full = pad_collate(examples)
+    ref = make()
+    masked_nll(ref(input_ids=full["input_ids"], attention_mask=full["attention_mask"]).logits, full["labels"]).backward()
+    mine = make()
+    _, problem = attempt(accumulate, mine, micro)
+    if problem:
+        return [problem]
+    if any(p.grad is None for p in mine.parameters()):
+        return ["some parameters have no gradient: call backward on every micro-batch's loss"]
+    diff = max(float((a.grad - b.grad).abs().max()) for a, b in zip(mine.parameters(), ref.parameters()))
+    if diff <= 1e-6:
+        return []
+    means = make()
+    for b in micro:
+        (masked_nll(means(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"]) / len(micro)).backward()
+    diff_means = max(float((a.grad - b.grad).abs().max()) for a, b in zip(mine.parameters(), means.parameters()))
+    if diff_means <= 1e-6:
+        return [f"you averaged the micro-batch means (largest gradient difference to the full batch {diff:.2e}): a "
+                "micro-batch with 1 response token then weighs as much as one with 12. Use the token sums: "
+                "masked_nll(..., reduction='sum') / (supervised tokens in all micro-batches)"]
+    return [f"the accumulated gradient differs from the full batch's by up to {diff:.2e} (must be ≤ 1e-6)"]
+
+
+def check_lr_schedule(lr_schedule) -> bool:
+    """Print feedback on notebook 06's learning-rate schedule (warmup, then cosine); True when right."""
+    return verdict(lr_schedule_problems, lr_schedule,
+                   success="✅ Linear warmup, then cosine down to min_lr — same as utils.training.lr_at.")
+
+
+def check_clip(clip_global_norm) -> bool:
+    """Print feedback on notebook 06's global-norm clipping; True when right."""
+    return verdict(clip_problems, clip_global_norm,
+                   success="✅ Global-norm clipping: one factor for all gradients, only when the norm is too large.")
+
+
+def check_loss_scale(next_loss_scale) -> bool:
+    """Print feedback on notebook 06's dynamic loss scaling rule; True when right."""
+    return verdict(loss_scale_problems, next_loss_scale,
+                   success="✅ Dynamic loss scaling: halve on overflow, double after a run of good steps.")
+
+
+def check_finite_guard(assert_finite) -> bool:
+    """Print feedback on notebook 06's NaN/inf guard; True when right."""
+    return verdict(finite_guard_problems, assert_finite,
+                   success="✅ NaN/inf in the loss or any gradient stops the run, naming the step and the parameter.")
+
+
+def check_group_norms(my_grad_norms) -> bool:
+    """Print feedback on notebook 06's gradient norm per part of the model; True when right."""
+    return verdict(group_norm_problems, my_grad_norms,
+                   success="✅ Gradient norm per part of the model: √(Σ‖∇p‖²) over each group.")
+
+
+def check_flops(my_flops_per_token) -> bool:
+    """Print feedback on notebook 06's training FLOPs per token; True when right."""
+    return verdict(flops_problems, my_flops_per_token,
+                   success="✅ Training FLOPs per token: 6N + 6·n_layer·n_ctx·d_model.")
+
+
+def check_accumulation(accumulate) -> bool:
+    """Print feedback on notebook 06's gradient accumulation (every token weighs the same); True when right."""
+    return verdict(accumulation_problems, accumulate,
+                   success="✅ Accumulated gradients equal the full batch's (≤ 1e-6): every token weighs the same.")
