@@ -38,3 +38,9 @@ def shared_realdata() -> Path:
     if not SHARED_REALDATA.is_dir():
         pytest.skip(f"{SHARED_REALDATA} not present (only the course's own machine has the originals)")
     return SHARED_REALDATA
+
+
+@pytest.fixture
+def rehearsal_env(monkeypatch):
+    monkeypatch.delenv("COURSE_FAST", raising=False)
+    monkeypatch.setenv("COURSE_REHEARSAL", "1")

@@ -108,3 +108,17 @@ def test_packed_examples_do_not_see_each_other(tok):
     leaky = masked_nll(model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits,
                        batch["labels"], reduction="sum")
     assert not torch.allclose(leaky, separate, rtol=1e-5, atol=1e-4)
+
+
+def test_packed_batch_is_model_inputs_and_counts_its_padding():
+    """`collate_packed` returns only model inputs (so `model(**batch)` works); its real-token count rides
+    along as an attribute, and `padding_waste`/`real_tokens` read it."""
+    from utils.masking import collate_packed, pad_collate, padding_waste, real_tokens
+    rows = [{"input_ids": [1, 2, 3, 4, 5], "labels": [-100, 2, 3, 4, 5], "position_ids": [0, 1, 2, 0, 1]},
+            {"input_ids": [6, 7], "labels": [-100, 7], "position_ids": [0, 1]}]
+    batch = collate_packed(rows)
+    assert set(batch) == {"input_ids", "labels", "position_ids"}
+    assert real_tokens(batch) == 7 and batch["input_ids"].shape == (2, 5)
+    assert padding_waste([batch]) == pytest.approx(3 / 10)
+    padded = pad_collate([{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}, {"input_ids": [4], "labels": [4]}])
+    assert real_tokens(padded) == 4 and padding_waste([padded, batch]) == pytest.approx(1 - 11 / 16)

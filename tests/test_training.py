@@ -1,57 +1,14 @@
-import copy
+"""utils.training.train: the course's loop (notebooks 04–06) and its helpers."""
+import math
 
+import pytest
 import torch
 
+from utils.env import pick_device_and_precision
 from utils.masking import build_labels, pad_collate
 from utils.models import tiny_gpt2
-from utils.training import train_sft
-
-PAIRS = [("### Instruction:\nCapital of France?\n\n### Response:\n", "Paris."),
-         ("### Instruction:\nTwo plus two?\n\n### Response:\n", "Four."),
-         ("### Instruction:\nOpposite of hot?\n\n### Response:\n", "Cold.")]
-
-
-def make_batch(tok):
-    examples = [dict(zip(("input_ids", "labels"), build_labels(tok(p)["input_ids"], tok(r)["input_ids"],
-                                                               tok.eos_token_id))) for p, r in PAIRS]
-    return pad_collate(examples, pad_token_id=tok.eos_token_id)
-
-
-def test_same_seed_same_losses_and_weights(tok):
-    batch = make_batch(tok)
-    start = tiny_gpt2(tok, seed=0)
-    a, b = copy.deepcopy(start), copy.deepcopy(start)
-    losses_a = train_sft(a, batch, steps=8, lr=5e-3, seed=11, progress=False)
-    losses_b = train_sft(b, batch, steps=8, lr=5e-3, seed=11, progress=False)
-    assert losses_a == losses_b                      # bit-identical on CPU
-    for pa, pb in zip(a.parameters(), b.parameters()):
-        assert torch.equal(pa, pb)
-    # dropout draws from the seeded RNG: another seed gives another run
-    losses_c = train_sft(copy.deepcopy(start), batch, steps=8, lr=5e-3, seed=12, progress=False)
-    assert losses_c != losses_a
-
-
-def test_tiny_model_memorises_answers_and_stops(tok):
-    batch = make_batch(tok)
-    model = tiny_gpt2(tok, seed=0)
-    losses = train_sft(model, batch, steps=60, lr=5e-3, seed=0, progress=False)
-    assert losses[-1] < 0.1 * losses[0]
-    assert not model.training
-    for prompt, response in PAIRS:
-        ids = torch.tensor([tok(prompt)["input_ids"]])
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=10, do_sample=False,
-                             pad_token_id=tok.eos_token_id)[0, ids.shape[1]:].tolist()
-        assert out == tok(response)["input_ids"] + [tok.eos_token_id]
-
-
-# ------------------------------------------------------------------ utils.training.train
-import math  # noqa: E402
-
-import pytest  # noqa: E402
-
-from utils.env import pick_device_and_precision  # noqa: E402
-from utils.training import (TrainConfig, accumulate_gradients, configure_optimizer, evaluate, latest_checkpoint,  # noqa: E402
-                            lr_at, micro_batch, train)
+from utils.training import (TrainConfig, accumulate_gradients, configure_optimizer, eval_batches, evaluate,
+                            latest_checkpoint, lr_at, micro_batch, train)
 
 
 def examples(tok, n=12):
@@ -165,11 +122,11 @@ def test_8bit_adamw_and_frozen_parameters(tok):
 def test_param_groups_and_grad_norms(tok):
     from peft import LoraConfig, get_peft_model
 
-    from utils.training import grad_norms_by_group, param_group, update_ratios
-    assert param_group("transformer.h.3.attn.c_attn.weight") == "block 3 attention"
-    assert param_group("transformer.h.3.ln_2.bias") == "block 3 MLP"
-    assert param_group("base_model.model.transformer.h.0.mlp.c_fc.lora_A.default.weight") == "block 0 MLP"
-    assert param_group("transformer.wte.weight") == "embeddings" and param_group("transformer.ln_f.weight") == "final LN"
+    from utils.training import grad_norms_by_group, model_part, update_ratios
+    assert model_part("transformer.h.3.attn.c_attn.weight") == "block 3 attention"
+    assert model_part("transformer.h.3.ln_2.bias") == "block 3 MLP"
+    assert model_part("base_model.model.transformer.h.0.mlp.c_fc.lora_A.default.weight") == "block 0 MLP"
+    assert model_part("transformer.wte.weight") == "embeddings" and model_part("transformer.ln_f.weight") == "final LN"
     model = tiny_gpt2(tok)
     data = examples(tok)
     batch = pad_collate(data[:4])
@@ -215,3 +172,11 @@ def test_a_nan_or_nonpositive_clip_threshold_is_refused(tok, bad):
     with pytest.raises(ValueError, match="grad_clip"):
         train(model, examples(tok), TrainConfig(max_steps=2, batch_size=4, grad_clip=bad), progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_eval_batches_cover_every_example_once_in_order(tok):
+    data = examples(tok, n=10)
+    batches = eval_batches(data, 4, pad_token_id=tok.eos_token_id)
+    assert [b["input_ids"].shape[0] for b in batches] == [4, 4, 2]          # the remainder is kept, not dropped
+    rows = [r[r != -100].tolist() for b in batches for r in b["labels"]]
+    assert rows == [[t for t in e["labels"] if t != -100] for e in data]

@@ -2,7 +2,7 @@
 
 Each module holds one concern and plain functions; the notebook that introduces it in brackets.
 Imports run one way, from the bottom up: env, memory, masking, loss, schema → models, oasst, chat,
-training, rehearsal → data, sources → checks.
+training, rehearsal, rehearsal_data → data, sources → checks.
 
 - ``env``       (01) fast/full/rehearsal mode, device and precision, seeding, versions, ``REPO_ROOT``
 - ``models``    (01) the offline tiny GPT-2 (``TINY_GPT2``, ``tiny_model``) or the real Hub model
@@ -18,7 +18,8 @@ training, rehearsal → data, sources → checks.
 - ``chat``      (02–03) prompt templates (Alpaca, GPT-2 ``[BOS, I, SEP, Y, EOS]``), ChatML, render, chat
 - ``memory``    (05) model shapes, parameter counts, the memory predictor, measurers
 - ``checks``    (01–07) exercise checkers with specific feedback, one module per notebook
-- ``rehearsal`` (``make rehearse``) the full configuration offline: fixtures, capped loops, FLOP counting
+- ``rehearsal`` (``make rehearse``) the full configuration offline: capped loops, FLOP counting, T4 projection
+- ``rehearsal_data`` (``make rehearse``) Hub-shaped dataset fixtures and the URL stand-in
 
 Submodules are imported explicitly (``from utils.masking import build_labels``) so that
 importing ``utils`` itself stays cheap.

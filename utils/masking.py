@@ -94,11 +94,17 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int = 
     return batches
 
 
-def padding_waste(batches: Sequence[dict[str, torch.Tensor]]) -> float:
-    """Share of all positions in ``batches`` that are padding (attention_mask == 0)."""
-    total = sum(b["attention_mask"].numel() for b in batches)
-    real = sum(int(b["attention_mask"].sum()) for b in batches)
-    return 1 - real / total if total else 0.0
+def real_tokens(batch: Mapping[str, torch.Tensor]) -> int:
+    """Non-padding positions in a batch: its attention mask's sum, or a packed batch's ``n_real``."""
+    n_real = getattr(batch, "n_real", None)
+    return int(n_real) if n_real is not None else int(batch["attention_mask"].sum())
+
+
+def padding_waste(batches: Sequence[Mapping[str, torch.Tensor]]) -> float:
+    """Share of all positions in ``batches`` that are padding — padded (``pad_collate``) or packed
+    (``collate_packed``) batches alike."""
+    total = sum(b["input_ids"].numel() for b in batches)
+    return 1 - sum(real_tokens(b) for b in batches) / total if total else 0.0
 
 
 def pack_examples(examples: Sequence[Mapping[str, Sequence[int]]], max_length: int,
@@ -131,12 +137,22 @@ def pack_examples(examples: Sequence[Mapping[str, Sequence[int]]], max_length: i
     return rows
 
 
+class PackedBatch(dict):
+    """The model inputs of a packed batch (``model(**batch)`` works), plus ``n_real``, the number of real
+    (non-padding) tokens, as an attribute: it is not a model input, and a packed batch has no attention
+    mask to count them from."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], n_real: int):
+        super().__init__(tensors)
+        self.n_real = n_real
+
+
 def collate_packed(rows: Sequence[Mapping[str, Sequence[int]]], pad_token_id: int = 50256,
-                   ignore_index: int = IGNORE_INDEX) -> dict[str, torch.Tensor]:
+                   ignore_index: int = IGNORE_INDEX) -> PackedBatch:
     """Batch packed rows: ``input_ids``, ``labels``, ``position_ids`` ``(B, T)``, no attention mask.
 
     Right padding forms one more "example" of its own (positions restart at 0), so it cannot
-    leak into real tokens; its labels are ``ignore_index``. ``n_real`` counts real tokens.
+    leak into real tokens; its labels are ``ignore_index``. ``batch.n_real`` counts real tokens.
     """
     T = max(len(r["input_ids"]) for r in rows)
     input_ids = torch.full((len(rows), T), pad_token_id, dtype=torch.long)
@@ -148,5 +164,5 @@ def collate_packed(rows: Sequence[Mapping[str, Sequence[int]]], pad_token_id: in
         labels[b, :n] = torch.tensor(r["labels"])
         position_ids[b, :n] = torch.tensor(r["position_ids"])
         position_ids[b, n:] = torch.arange(T - n)
-    n_real = torch.tensor(sum(len(r["input_ids"]) for r in rows))
-    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "n_real": n_real}
+    return PackedBatch({"input_ids": input_ids, "labels": labels, "position_ids": position_ids},
+                       n_real=sum(len(r["input_ids"]) for r in rows))

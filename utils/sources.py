@@ -2,7 +2,7 @@
 
 Introduced in notebook 02 (the Alpaca JSON by URL, Dolly and OpenAssistant from the Hub); notebooks 03–07 load
 their data through the same functions. Each one fails fast with a plain message when the network is missing,
-and serves the rehearsal fixtures of :mod:`utils.rehearsal` when ``COURSE_REHEARSAL=1``.
+and serves the rehearsal fixtures of :mod:`utils.rehearsal_data` when ``COURSE_REHEARSAL=1``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from .env import env_flag, rehearsal
 from .models import HubUnavailableError, hub_reachable
-from .rehearsal import hub_fixture, url_fixture
+from .rehearsal_data import hub_fixture, url_fixture
 
 
 def download(url: str, target: str | Path, timeout: float = 60.0) -> Path:
@@ -21,7 +21,7 @@ def download(url: str, target: str | Path, timeout: float = 60.0) -> Path:
 
     Fails with a clear message after ``timeout`` seconds without an answer, instead of hanging;
     a partial file is never left behind. Rehearsal (``COURSE_REHEARSAL=1``): the course's one URL maps
-    to its shipped sample cycled to the real record count (:func:`utils.rehearsal.url_fixture`; returned
+    to its shipped sample cycled to the real record count (:func:`utils.rehearsal_data.url_fixture`; returned
     from ``build/rehearsal_data/urls/``, ``target`` is left alone); any other URL is an error.
     """
     if rehearsal():
@@ -58,7 +58,7 @@ def load_hub_dataset(path: str, split: str, *, data_dir: str | None = None):
     Full mode: asks whether the Hub is reachable first and fails within seconds with a plain message
     (instead of the datasets client's retries), then ``datasets.load_dataset(path, data_dir=data_dir, split=split)``.
     Rehearsal (``COURSE_REHEARSAL=1``): a local fixture with exactly the Hub dataset's columns, feature types
-    and row counts, built from the real samples in ``data/realdata/`` (:func:`utils.rehearsal.hub_fixture`).
+    and row counts, built from the real samples in ``data/realdata/`` (:func:`utils.rehearsal_data.hub_fixture`).
 
     Raises:
         utils.models.HubUnavailableError: full mode and the Hub cannot be reached (or offline mode is on).

@@ -133,7 +133,7 @@ def micro_batch(examples: Sequence[dict], k: int, cfg: TrainConfig) -> dict[str,
 
 
 def accumulate_gradients(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]],
-                         dp: DevicePrecision, scaler=None) -> float:
+                         dp: DevicePrecision, scaler: torch.amp.GradScaler | None = None) -> float:
     """Forward and backward over micro-batches; returns the step's mean loss per supervised token.
 
     Each micro-batch contributes ``sum of its token losses / tokens in the whole step``, so the
@@ -147,9 +147,17 @@ def accumulate_gradients(model: torch.nn.Module, batches: Sequence[dict[str, tor
         with dp.autocast():
             logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
         loss = masked_nll(logits, b["labels"], reduction="sum") / max(total, 1)
-        (scaler.scale(loss) if scaler is not None else loss).backward()
+        (scaler.scale(loss) if scaler is not None else loss).backward()   # a disabled scaler returns loss
         loss_sum += loss.item()
     return loss_sum
+
+
+def eval_batches(examples: Sequence[dict], batch_size: int, *, pad_token_id: int = 50256,
+                 max_length: int | None = None) -> list[dict[str, torch.Tensor]]:
+    """``examples`` in order, cut into padded batches of ``batch_size`` (the last may be smaller): every
+    example is evaluated exactly once, unlike :func:`micro_batch`, which shuffles and drops the remainder."""
+    return [pad_collate(examples[i:i + batch_size], pad_token_id=pad_token_id, max_length=max_length)
+            for i in range(0, len(examples), batch_size)]
 
 
 @torch.no_grad()
@@ -208,7 +216,7 @@ def save_checkpoint(directory: str | Path, step: int, model, optimizer, scaler, 
     path.mkdir(parents=True, exist_ok=True)
     save_model(model, str(path / "model.safetensors"))    # handles GPT-2's tied embedding/LM head
     torch.save({"step": step, "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
+                "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
                 "rng": _rng_state(), "history": history}, path / "state.pt")
     return path
 
@@ -224,7 +232,7 @@ def load_checkpoint(path: str | Path, model, optimizer, scaler) -> tuple[int, di
     load_model(model, str(path / "model.safetensors"), device=str(next(model.parameters()).device))
     state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
     optimizer.load_state_dict(state["optimizer"])
-    if scaler is not None and state["scaler"] is not None:
+    if scaler is not None and scaler.is_enabled() and state["scaler"] is not None:
         scaler.load_state_dict(state["scaler"])
     _set_rng_state(state["rng"])
     return state["step"], state["history"]
@@ -256,16 +264,15 @@ def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConf
     model.to(dp.device)
     model.train()
     optimizer = configure_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.optimizer)
-    scaler = torch.amp.GradScaler("cuda") if dp.use_grad_scaler else None
+    scaler = torch.amp.GradScaler("cuda", enabled=dp.use_grad_scaler)   # off: scale/unscale_/update do nothing
     history = {k: [] for k in ("step", "loss", "lr", "grad_norm", "tokens", "seconds", "val_step", "val_loss", "val_ppl")}
     start = 0
     seed_everything(cfg.seed)
     if resume and cfg.checkpoint_dir and (ckpt := latest_checkpoint(cfg.checkpoint_dir)) is not None:
         start, history = load_checkpoint(ckpt, model, optimizer, scaler)
         print(f"resumed from {ckpt} (step {start})")
-    val_batches = ([pad_collate(val_examples[i:i + cfg.batch_size], pad_token_id=cfg.pad_token_id,
-                                max_length=cfg.max_length) for i in range(0, len(val_examples), cfg.batch_size)]
-                   if val_examples else [])
+    val_batches = eval_batches(val_examples or [], cfg.batch_size, pad_token_id=cfg.pad_token_id,
+                               max_length=cfg.max_length)
     if cfg.grad_clip is not None and not cfg.grad_clip > 0:      # also catches NaN, which compares False
         raise ValueError(f"grad_clip must be a positive number or None, not {cfg.grad_clip}: clipping to "
                          "NaN or 0 would turn every weight into NaN or stop training")
@@ -280,17 +287,13 @@ def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConf
             group["lr"] = lr
         batches = [micro_batch(train_examples, step * cfg.grad_accum + j, cfg) for j in range(cfg.grad_accum)]
         loss = accumulate_gradients(model, batches, dp, scaler)
-        if scaler is not None:
-            scaler.unscale_(optimizer)                       # clip the true gradients, not the scaled ones
+        scaler.unscale_(optimizer)                           # clip the true gradients, not the scaled ones
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
         if on_grads is not None:
             on_grads(step + 1, model, loss)
-        if scaler is not None:
-            scaler.step(optimizer)                           # skipped if the gradients overflowed
-            scaler.update()
-        else:
-            optimizer.step()
+        scaler.step(optimizer)                               # skipped if the gradients overflowed (fp16)
+        scaler.update()
         optimizer.zero_grad(set_to_none=True)
         history["step"].append(step + 1)
         history["loss"].append(loss)
@@ -314,7 +317,7 @@ def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConf
 _BLOCK = re.compile(r"\.h\.(\d+)\.(attn|ln_1|mlp|ln_2)\.")
 
 
-def param_group(name: str) -> str:
+def model_part(name: str) -> str:
     """The part of GPT-2 a parameter belongs to: ``embeddings``, ``block i attention``, ``block i MLP``, ``final LN``.
 
     Each block's first LayerNorm counts with its attention, the second with its MLP. Works on
@@ -346,7 +349,7 @@ def grad_norms_by_group(model: torch.nn.Module) -> dict[str, float]:
     sq: dict[str, float] = {}
     for name, p in model.named_parameters():
         if p.grad is not None:
-            g = param_group(name)
+            g = model_part(name)
             sq[g] = sq.get(g, 0.0) + float(p.grad.detach().float().pow(2).sum())
     return {g: math.sqrt(sq[g]) for g in _group_order(sq)}
 
@@ -362,7 +365,7 @@ def update_ratios(before: dict[str, torch.Tensor], model: torch.nn.Module) -> di
     den: dict[str, float] = {}
     for name, p in model.named_parameters():
         if name in before:
-            g = param_group(name)
+            g = model_part(name)
             prev = before[name].to(p.device)             # the snapshot may live on the CPU
             num[g] = num.get(g, 0.0) + float((p.detach() - prev).float().pow(2).sum())
             den[g] = den.get(g, 0.0) + float(before[name].float().pow(2).sum())

@@ -5,7 +5,7 @@
     python tests/benchmarks/bench_gpt2_large_memory.py --table    (the last run's measurements, predicted again)
 
 Each configuration runs in its own process (a fresh allocator, so peaks do not mix) on a randomly
-initialised GPT2Config(n_layer=36, n_embd=1280, n_head=20) and random tokens, for two optimizer
+initialised ``utils.memory.GPT2_LARGE`` (36 layers, d = 1280, 20 heads) and random tokens, for two optimizer
 steps: the second is the steady state, with the optimizer states already there. Two kinds of step:
 
 * ``model``: batch 1, ``model(input_ids, labels=...)`` (transformers' own loss), backward,
@@ -51,9 +51,9 @@ CONFIGS = {  # name: the run, and predict_training_memory's arguments follow fro
 
 def child(name: str) -> None:
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
-    from utils.memory import measure_peak_memory
+    from utils.memory import GPT2_LARGE, measure_peak_memory
     c = CONFIGS[name]
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -65,7 +65,7 @@ def child(name: str) -> None:
     runtime = 0 if device.type == "cuda" else measure_peak_memory(lambda: None)
 
     def steps():
-        model = GPT2LMHeadModel(GPT2Config(n_layer=36, n_embd=1280, n_head=20)).to(device)
+        model = GPT2LMHeadModel(GPT2_LARGE.gpt2_config()).to(device)
         if c["checkpointing"]:
             model.gradient_checkpointing_enable()
             model.config.use_cache = False
@@ -93,19 +93,15 @@ def child(name: str) -> None:
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(c["precision"])
         dp = DevicePrecision(device, c["precision"], dtype, use_grad_scaler=c["precision"] == "fp16")
         opt = configure_optimizer(model, 1e-5, 0.1, kind=c["optimizer"])
-        scaler = torch.amp.GradScaler(device.type) if dp.use_grad_scaler else None
+        scaler = torch.amp.GradScaler(device.type, enabled=dp.use_grad_scaler)
         for _ in range(2):
             batches = [{"input_ids": (ids := torch.randint(0, 50257, (c["batch"], c["seq"]))),
                         "attention_mask": torch.ones_like(ids), "labels": ids.clone()} for _ in range(c["accum"])]
             accumulate_gradients(model, batches, dp, scaler)
-            if scaler is not None:
-                scaler.unscale_(opt)
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
+            scaler.step(opt)
+            scaler.update()
             opt.zero_grad(set_to_none=True)
 
     start = time.perf_counter()

@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 from utils.chat import GPT2_SFT, encode_instruction  # noqa: E402
 from utils.data import load_records  # noqa: E402
 from utils.loss import masked_nll, n_targets  # noqa: E402
-from utils.masking import collate_packed, length_grouped_batches, pack_examples, pad_collate  # noqa: E402
+from utils.masking import (collate_packed, length_grouped_batches, pack_examples, pad_collate,  # noqa: E402
+                           padding_waste, real_tokens)
 from utils.models import load_gpt2_tokenizer, tiny_gpt2  # noqa: E402
 
 BATCH, MAX_LEN, REPEATS = 8, 256, 3
@@ -37,19 +38,11 @@ def forward(model, b):
     return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
 
 
-def real_tokens(b) -> int:
-    return int(b["n_real"]) if "n_real" in b else int(b["attention_mask"].sum())
-
-
-def waste(batches) -> float:
-    return 1 - sum(real_tokens(b) for b in batches) / sum(b["input_ids"].numel() for b in batches)
-
-
 def run(model, batches, device) -> float:
     """Seconds for one forward + backward over every batch."""
     start = time.perf_counter()
     for b in batches:
-        b = {k: v.to(device) for k, v in b.items() if k != "n_real"}
+        b = {k: v.to(device) for k, v in b.items()}
         loss = masked_nll(forward(model, b), b["labels"])
         loss.backward()
         model.zero_grad(set_to_none=True)
@@ -88,7 +81,7 @@ def main() -> int:
         run(model, batches[:2], device)                                  # warm-up
         seconds = min(run(model, batches, device) for _ in range(REPEATS))
         real = sum(real_tokens(b) for b in batches)
-        results[name] = dict(seconds=seconds, tokens_per_s=real / seconds, waste=waste(batches),
+        results[name] = dict(seconds=seconds, tokens_per_s=real / seconds, waste=padding_waste(batches),
                              supervised=sum(n_targets(b["labels"]) for b in batches))
     naive, packed = results["naive (random batches)"], results["packed"]
     assert len({r["supervised"] for r in results.values()}) == 1, "every plan must train on the same tokens"

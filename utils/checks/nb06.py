@@ -132,7 +132,7 @@ def finite_guard_problems(assert_finite) -> list[str]:
 
 
 def group_norm_problems(my_grad_norms) -> list[str]:
-    """``my_grad_norms(model) -> {group: norm}`` with groups from ``utils.training.param_group``."""
+    """``my_grad_norms(model) -> {group: norm}`` with groups from ``utils.training.model_part``."""
     model = tiny_model(replace(TINY_GPT2, n_embd=32))
     x = torch.randint(0, 50257, (2, 16), generator=torch.Generator().manual_seed(0))
     model(input_ids=x, labels=x).loss.backward()

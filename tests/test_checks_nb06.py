@@ -1,0 +1,82 @@
+"""Tests of the checkers for notebook 06: the stability and compute exercises."""
+
+import pytest
+
+from utils import checks
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError("write it")
+
+
+def test_lr_schedule_checker_explains_warmup_from_zero():
+    import math
+
+    def warmup_from_zero(step, max_lr, warmup, total, min_lr=0.0):
+        if step < warmup:
+            return max_lr * step / warmup
+        p = (step - warmup) / (total - 1 - warmup)
+        return min_lr + 0.5 * (1 + math.cos(math.pi * p)) * (max_lr - min_lr)
+    problems = checks.lr_schedule_problems(warmup_from_zero)
+    assert problems[0].startswith("step 0") and "starts above 0" in problems[0]
+    with pytest.raises(checks.NotAttempted, match="not implemented"):
+        checks.lr_schedule_problems(_stub)
+
+
+def test_clip_checker_catches_per_tensor_clipping_and_the_wrong_norm():
+    import torch
+
+    def per_tensor(params, max_norm):
+        params = list(params)
+        total = torch.sqrt(sum((p.grad ** 2).sum() for p in params))
+        for p in params:
+            torch.nn.utils.clip_grad_norm_([p], max_norm)
+        return float(total)
+    assert any("each tensor was clipped on its own" in p for p in checks.clip_problems(per_tensor))
+
+    def returns_after(params, max_norm):
+        params = list(params)
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return float(torch.sqrt(sum((p.grad ** 2).sum() for p in params)))
+    assert "norm after clipping" in checks.clip_problems(returns_after)[0]
+
+
+def test_loss_scale_checker_catches_a_scale_that_never_grows():
+    problems = checks.loss_scale_problems(lambda s, inf, good, n: (s / 2, 0) if inf else (s, good + 1))
+    assert "doubles" in problems[0]
+
+
+def test_finite_guard_checker_needs_the_gradients_checked():
+    import math
+
+    def loss_only(step, loss, model):
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"step {step}")
+    assert "check every parameter's gradient" in checks.finite_guard_problems(loss_only)[0]
+
+
+def test_group_norm_checker_catches_sum_of_norms():
+    from utils.training import model_part
+
+    def sum_of_norms(model):
+        out = {}
+        for name, p in model.named_parameters():
+            out[model_part(name)] = out.get(model_part(name), 0.0) + float(p.grad.norm())
+        return out
+    assert any("sum of the per-tensor norms" in p for p in checks.group_norm_problems(sum_of_norms))
+
+
+def test_flops_checker_catches_forward_only():
+    assert "forward pass only" in checks.flops_problems(lambda n, L, T, d: 2 * n + 2 * L * T * d)[0]
+
+
+def test_accumulation_checker_catches_the_mean_of_micro_batch_means():
+    from utils.loss import masked_nll
+
+    def mean_of_means(model, micro):
+        for b in micro:
+            (masked_nll(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
+             / len(micro)).backward()
+    assert "averaged the micro-batch means" in checks.accumulation_problems(mean_of_means)[0]
+    with pytest.raises(checks.NotAttempted, match="not implemented"):
+        checks.accumulation_problems(_stub)
