@@ -97,3 +97,25 @@ def test_perplexities_response_only_matches_the_training_loss(tok):
     whole = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     assert pp["whole"] != pp["response"] and torch.isfinite(torch.tensor(pp["whole"]))
     assert int((whole != -100).sum()) > int((batch["labels"] != -100).sum())
+
+
+def test_bad_answers_and_missing_references_are_counted(tok, monkeypatch):
+    """An answer of only special tokens decodes to nothing: it scores 0 and is counted as empty. A row without a
+    reference is left out of the scores and never sent to the judge: its judge score is a counted failure."""
+    from utils.evaluate import run_judge
+    only_special = tok.decode([tok.eos_token_id, tok.eos_token_id], skip_special_tokens=True)
+    rows = [{"task": "t", "instruction": "Say hi.", "reference": "Hi", "answer": only_special},
+            {"task": "t", "instruction": "Say bye.", "reference": None, "answer": "Bye"},
+            {"task": "t", "instruction": "Say yes.", "reference": "Yes", "answer": "Yes"}]
+    table = scores_by_task(rows)["t"]
+    assert only_special == "" and table["empty"] == 1 and table["no_reference"] == 1 and table["n"] == 2
+    assert table["exact_match"] == pytest.approx(0.5)
+    seen = []
+
+    def fake_judge(model, tokenizer, judged_rows, progress=True):
+        seen.extend(judged_rows)
+        return [50.0 for _ in judged_rows]
+    monkeypatch.setattr("utils.evaluate.judge_by_yes_no", fake_judge)
+    scores = run_judge((None, None, "yes_no", "fake"), rows, progress=False)
+    assert scores == [50.0, None, 50.0] and len(seen) == 2
+    assert summarise_scores(scores)["failures"] == 1

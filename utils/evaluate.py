@@ -71,6 +71,17 @@ def generate_answers(model, tokenizer, prompts: Sequence[Sequence[int]], *, max_
     return out
 
 
+def answer_rows(model, tokenizer, records: Sequence[dict], prompts: Sequence[Sequence[int]], *,
+                max_new_tokens: int = 64, batch_size: int = 8, progress: bool = True) -> list[dict]:
+    """Greedy answers to course records (``messages``: user then assistant) as rows for :func:`scores_by_task`
+    and the judge: ``task`` (:func:`task_by_first_word`), ``instruction``, ``reference``, ``answer``."""
+    instructions = [r["messages"][0]["content"] for r in records]
+    outs = generate_answers(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                            progress=progress)
+    return [{"task": t, "instruction": i, "reference": r["messages"][1]["content"], "answer": o["text"]}
+            for t, i, r, o in zip(task_by_first_word(instructions), instructions, records, outs)]
+
+
 # =========================================================================== reference-based scores
 def normalize_answer(text: str) -> list[str]:
     """SQuAD v1.1's normalisation: lowercase, drop punctuation and the articles a/an/the, split on whitespace."""
@@ -156,11 +167,12 @@ def format_table(columns: dict[str, dict[str, dict]], key: str = "score") -> str
     names = list(columns)
     tasks = list(next(iter(columns.values())))
     width = max(len(t) for t in tasks) + 2
-    lines = [f"{'task':{width}s}{'n':>5s}  {'metric':10s}" + "".join(f"{n:>12s}" for n in names)]
+    col = max(12, *(len(n) + 2 for n in names))
+    lines = [f"{'task':{width}s}{'n':>5s}  {'metric':10s}" + "".join(f"{n:>{col}s}" for n in names)]
     for t in tasks:
         first = columns[names[0]][t]
         metric = "exact" if first["short_answer"] else "ROUGE-L"
-        lines.append(f"{t:{width}s}{first['n']:5d}  {metric:10s}" + "".join(f"{columns[n][t][key]:12.3f}" for n in names))
+        lines.append(f"{t:{width}s}{first['n']:5d}  {metric:10s}" + "".join(f"{columns[n][t][key]:{col}.3f}" for n in names))
     return "\n".join(lines)
 
 
@@ -181,6 +193,23 @@ def plot_by_task(columns: dict[str, dict[str, dict]], key: str = "score", title:
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def print_report_card(tables: dict[str, dict], judged: dict[str, dict] | None = None,
+                      perplexity: dict[str, dict[str, float]] | None = None) -> None:
+    """One column per model: accuracy over all tasks, the judge's mean ± SE and failures (when judged), and the
+    perplexities (``{"response": …, "whole": …}``, either key optional)."""
+    names = list(tables)
+    col = max(16, *(len(n) + 2 for n in names))
+    print(f"{'':24s}" + "".join(f"{n:>{col}s}" for n in names))
+    print(f"{'accuracy (all tasks)':24s}" + "".join(f"{tables[n]['all']['score']:{col}.3f}" for n in names))
+    if judged:
+        cells = ["{:.1f} ± {:.1f}".format(judged[n]["mean"], judged[n]["se"]) for n in names]
+        print(f"{'judge, mean ± SE':24s}" + "".join(f"{c:>{col}s}" for c in cells))
+        print(f"{'judge failures':24s}" + "".join(f"{judged[n]['failures']:{col}d}" for n in names))
+    for key, label in (("response", "PP, response only"), ("whole", "PP, whole sequence")):
+        if perplexity and all(key in perplexity[n] for n in names):
+            print(f"{label:24s}" + "".join(f"{perplexity[n][key]:{col},.2f}" for n in names))
 
 
 # =========================================================================== an LLM judge
@@ -252,11 +281,13 @@ def load_judge(fast: bool):
 
 
 def run_judge(judge, rows: Sequence[dict], *, progress: bool = True) -> list[float | None]:
-    """Scores (0–100, None = no number in the reply) of ``rows`` by a judge from :func:`load_judge`."""
+    """Scores (0–100) of ``rows`` by a judge from :func:`load_judge`; None where the reply held no number or the
+    row has no reference (both are failures to count, not zeros)."""
     model, tok, method, _ = judge
-    if method == "yes_no":
-        return judge_by_yes_no(model, tok, rows, progress=progress)
-    return judge_by_generation(model, tok, rows, progress=progress)
+    usable = [r for r in rows if r.get("reference")]           # no reference, nothing to judge against: a failure
+    fn = judge_by_yes_no if method == "yes_no" else judge_by_generation
+    scores = iter(fn(model, tok, usable, progress=progress) if usable else [])
+    return [next(scores) if r.get("reference") else None for r in rows]
 
 
 def summarise_scores(scores: Sequence[float | None]) -> dict[str, float]:

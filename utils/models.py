@@ -228,6 +228,19 @@ def load_smollm2_instruct(*, dtype: torch.dtype = torch.float32, hub: bool | Non
     return model.eval(), tok, source
 
 
+def load_instruct_model(name: str = SMOLLM2_INSTRUCT, *, fast: bool | None = None,
+                        ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """An instruction-tuned model. Fast mode: the real SmolLM2-135M-Instruct offline
+    (:func:`load_smollm2_instruct`, the one real model fast mode has, whatever ``name`` says); full mode and
+    rehearsal: :func:`load_model_and_tokenizer` (``name`` from the Hub, or its architecture with random weights)."""
+    fast = fast_mode() if fast is None else fast
+    if fast:
+        model, tok, source = load_smollm2_instruct(hub=False)
+        print(f"fast mode: the real {SMOLLM2_INSTRUCT} from {source} stands in for '{name}'")
+        return model, tok
+    return load_model_and_tokenizer(name, fast=False)
+
+
 # =========================================================================== which errors mean "no Hub"
 _NO_HUB_MESSAGES = ("couldn't connect to", "could not connect to", "offline mode", "outgoing traffic has been disabled",
                     "cannot find the requested files in the local cache", "connection error", "name or service not known",
