@@ -41,6 +41,8 @@ def test_scores_by_task_picks_the_metric_and_counts_bad_rows():
     assert not rew["short_answer"] and rew["n"] == 1 and rew["no_reference"] == 1
     assert rew["score"] == pytest.approx(rouge_l(rows[3]["answer"], rows[3]["reference"]))
     assert table["all"]["n"] == 4 and table["all"]["no_reference"] == 1
+    # the pooled score weighs each task's own metric by its n: (3 × EM of capital + 1 × ROUGE-L of rewrite) / 4
+    assert table["all"]["score"] == pytest.approx((3 * cap["score"] + 1 * rew["score"]) / 4)
     text = format_table({"base": table, "tuned": table})
     assert "capital" in text and "exact" in text and "ROUGE-L" in text
 
@@ -59,7 +61,9 @@ def test_summarise_scores_counts_failures():
     assert math.isnan(summarise_scores([None])["mean"]) and summarise_scores([None])["failures"] == 1
 
 
-def test_batched_left_padded_answers_equal_one_at_a_time(tok):
+def test_answers_stop_at_eos_within_the_budget(tok):
+    """Mechanics on the tiny model (its greedy answers barely depend on position, so the left-padding check that can
+    fail lives in tests/real_model/: batched == one at a time on SmolLM2)."""
     model = tiny_gpt2(tok, seed=0)
     prompts = [tok("Name a colour.")["input_ids"], tok("Add two and three, then explain why.")["input_ids"],
                tok("Hi")["input_ids"]]
@@ -71,18 +75,37 @@ def test_batched_left_padded_answers_equal_one_at_a_time(tok):
         assert a["stopped"] or len(a["ids"]) == 12           # not stopped: it ran out of new tokens
 
 
-def test_a_judge_that_writes_no_number_is_counted_as_failing(tok):
-    """The tiny random model cannot write a score: every reply is a counted failure, never a 0."""
+def test_a_judge_reply_without_a_number_is_a_counted_failure(tok, monkeypatch):
+    """The judge's prompts go through the chat template; a reply with a number is parsed, one without is None."""
     tok = tok.__class__.from_pretrained(tok.name_or_path)
     tok.pad_token = tok.eos_token
     tok.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
-    model = tiny_gpt2(tok, seed=0)
+    seen = {}
+
+    def replies(model, tokenizer, prompts, **kw):
+        seen["prompts"] = [tokenizer.decode(p) for p in prompts]
+        return [{"ids": [], "text": t, "stopped": True} for t in ("Score: 85", "The answer is good.")]
+    monkeypatch.setattr("utils.evaluate.generate_answers", replies)
     rows = [{"instruction": "Capital of France?", "reference": "Paris", "answer": "Paris"},
             {"instruction": "2 + 2?", "reference": "4", "answer": ""}]
-    scores = judge_by_generation(model, tok, rows, max_new_tokens=4, progress=False)
-    s = summarise_scores(scores)
-    assert len(scores) == 2 and s["n"] + s["failures"] == 2
-    assert all(x is None or 0 <= x <= 100 for x in scores)
+    scores = judge_by_generation(None, tok, rows, progress=False)
+    assert scores == [85, None] and summarise_scores(scores)["failures"] == 1
+    assert "correct output `Paris`" in seen["prompts"][0] and "score the model response ``" in seen["prompts"][1]
+
+
+def test_load_judge_puts_the_full_mode_judge_on_the_gpu(monkeypatch):
+    from utils import evaluate as ev
+    moved = []
+
+    class Model:
+        def to(self, device):
+            moved.append(device)
+            return self
+    monkeypatch.setattr(ev, "rehearsal", lambda: False)
+    monkeypatch.setattr(ev, "load_model_and_tokenizer", lambda name, fast, dtype: (Model(), "tok"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    judge = ev.load_judge(fast=False)
+    assert moved == ["cuda"] and judge[2] == "generation"
 
 
 def test_perplexities_response_only_matches_the_training_loss(tok):
@@ -95,8 +118,11 @@ def test_perplexities_response_only_matches_the_training_loss(tok):
     pp = perplexities(model, [batch])
     assert pp["response"] == pytest.approx(math.exp(evaluate(model, [batch], pick_device_and_precision("cpu"))), rel=1e-5)
     whole = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-    assert pp["whole"] != pp["response"] and torch.isfinite(torch.tensor(pp["whole"]))
-    assert int((whole != -100).sum()) > int((batch["labels"] != -100).sum())
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    from utils.loss import masked_nll
+    assert pp["whole"] == pytest.approx(math.exp(float(masked_nll(logits, whole))), rel=1e-5)
+    assert pp["whole"] != pp["response"]
 
 
 def test_bad_answers_and_missing_references_are_counted(tok, monkeypatch):

@@ -35,8 +35,9 @@ from .loss import masked_nll, n_targets
 from .models import load_model_and_tokenizer, load_smollm2_instruct
 
 #: The full-mode judge: SmolLM2-1.7B-Instruct (Apache-2.0, not gated; ≈ 3.4 GB in fp16, so it fits a T4 beside
-#: GPT-2). LLMs-from-scratch judges with Llama-3-8B (16 GB in fp16: does not fit a T4, and gated); SmolLM2 shares
-#: the offline judge's family and ChatML template, so both modes ask the same question the same way.
+#: GPT-2). LLMs-from-scratch judges with Llama-3-8B (16 GB in fp16: does not fit a T4, and gated). SmolLM2 shares
+#: the offline judge's family and ChatML template; the question differs (full mode asks for a 0–100 score, the
+#: 135 M offline judge is asked Yes/No, see :func:`judge_by_yes_no`).
 JUDGE_MODEL = "HuggingFaceTB/SmolLM2-1.7B-Instruct"
 
 
@@ -99,7 +100,7 @@ def token_f1(answer: str, reference: str) -> float:
     a, r = normalize_answer(answer), normalize_answer(reference)
     common = sum((Counter(a) & Counter(r)).values())
     if common == 0:
-        return float(a == r)                     # both empty: 1; otherwise nothing shared: 0
+        return float(a == r)                     # both empty: 1 (as SQuAD v2's script); nothing shared: 0
     precision, recall = common / len(a), common / len(r)
     return 2 * precision * recall / (precision + recall)
 
@@ -139,8 +140,9 @@ def scores_by_task(rows: Sequence[dict], *, short_answer_words: int = 3) -> dict
 
     ``rows`` carry ``task``, ``answer`` and ``reference``. A task whose references have a median length of at most
     ``short_answer_words`` words is *short-answer* and its ``score`` is exact match (the answer is right or not);
-    otherwise it is ROUGE-L (many wordings are right). ``"all"`` pools every row. Rows without a reference
-    are counted in ``no_reference`` and left out; empty answers score 0 and are counted in ``empty``.
+    otherwise it is ROUGE-L (many wordings are right). ``"all"`` pools every row: its ``score`` is the mean of the
+    task scores weighted by their ``n``, each task measured with its own metric. Rows without a reference are
+    counted in ``no_reference`` and left out; empty answers score 0 and are counted in ``empty``.
     """
     groups: dict[str, list[dict]] = {}
     for row in rows:
@@ -159,6 +161,10 @@ def scores_by_task(rows: Sequence[dict], *, short_answer_words: int = 3) -> dict
         entry["short_answer"] = bool(words) and words[len(words) // 2] <= short_answer_words
         entry["score"] = entry["exact_match"] if entry["short_answer"] else entry["rouge_l"]
         table[task] = entry
+    per_task = [e for t, e in table.items() if t != "all" and e["n"]]
+    total = sum(e["n"] for e in per_task)
+    table["all"]["score"] = sum(e["score"] * e["n"] for e in per_task) / total if total else float("nan")
+    table["all"]["short_answer"] = None                  # mixed: each task with its own metric
     return table
 
 
@@ -171,7 +177,7 @@ def format_table(columns: dict[str, dict[str, dict]], key: str = "score") -> str
     lines = [f"{'task':{width}s}{'n':>5s}  {'metric':10s}" + "".join(f"{n:>{col}s}" for n in names)]
     for t in tasks:
         first = columns[names[0]][t]
-        metric = "exact" if first["short_answer"] else "ROUGE-L"
+        metric = {True: "exact", False: "ROUGE-L", None: "mixed"}[first["short_answer"]]
         lines.append(f"{t:{width}s}{first['n']:5d}  {metric:10s}" + "".join(f"{columns[n][t][key]:{col}.3f}" for n in names))
     return "\n".join(lines)
 
@@ -187,7 +193,8 @@ def plot_by_task(columns: dict[str, dict[str, dict]], key: str = "score", title:
         ax.bar([i + k * width for i in range(len(tasks))], [columns[name][t][key] for t in tasks], width, label=name)
     first = columns[names[0]]
     ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(tasks))],
-                  [f"{t}\n({'exact' if first[t]['short_answer'] else 'ROUGE-L'}, n={first[t]['n']})" for t in tasks],
+                  [f"{t}\n({ {True: 'exact', False: 'ROUGE-L', None: 'mixed'}[first[t]['short_answer']] }, n={first[t]['n']})"
+                   for t in tasks],
                   fontsize=8)
     ax.set(ylim=(0, 1), ylabel="score (0–1)", title=title)
     ax.legend()
@@ -202,7 +209,9 @@ def print_report_card(tables: dict[str, dict], judged: dict[str, dict] | None = 
     names = list(tables)
     col = max(16, *(len(n) + 2 for n in names))
     print(f"{'':24s}" + "".join(f"{n:>{col}s}" for n in names))
-    print(f"{'accuracy (all tasks)':24s}" + "".join(f"{tables[n]['all']['score']:{col}.3f}" for n in names))
+    print(f"{'score, all tasks':24s}" + "".join(f"{tables[n]['all']['score']:{col}.3f}" for n in names))
+    print(f"{'empty answers':24s}" + "".join(f"{tables[n]['all']['empty']:{col}d}" for n in names))
+    print(f"{'rows without reference':24s}" + "".join(f"{tables[n]['all']['no_reference']:{col}d}" for n in names))
     if judged:
         cells = ["{:.1f} ± {:.1f}".format(judged[n]["mean"], judged[n]["se"]) for n in names]
         print(f"{'judge, mean ± SE':24s}" + "".join(f"{c:>{col}s}" for c in cells))
@@ -214,8 +223,8 @@ def print_report_card(tables: dict[str, dict], judged: dict[str, dict] | None = 
 
 # =========================================================================== an LLM judge
 def judge_prompt(instruction: str, reference: str, answer: str) -> str:
-    """The judging request of LLMs-from-scratch ch. 7 (``ollama_evaluate.ipynb``), with the instruction
-    already formatted by the caller."""
+    """The judging request of LLMs-from-scratch ch. 7 (``ollama_evaluate.ipynb``). The book passes the whole
+    Alpaca-formatted prompt as the input; we pass the instruction text (with its input, if any)."""
     return (f"Given the input `{instruction}` and correct output `{reference}`, score the model response `{answer}`"
             " on a scale from 0 to 100, where 100 is the best score. Respond with the integer number only.")
 
@@ -275,8 +284,9 @@ def load_judge(fast: bool):
     if fast:
         model, tok, source = load_smollm2_instruct(hub=False)
         return model, tok, "yes_no", f"SmolLM2-135M-Instruct ({source}), P(Yes) judge"
-    dtype = torch.float16 if torch.cuda.is_available() else torch.float32
-    model, tok = load_model_and_tokenizer(JUDGE_MODEL, fast=False, dtype=dtype)
+    cuda = torch.cuda.is_available()
+    model, tok = load_model_and_tokenizer(JUDGE_MODEL, fast=False, dtype=torch.float16 if cuda else torch.float32)
+    model.to("cuda" if cuda else "cpu")                 # the loader leaves it on the CPU: 1.7 B there takes hours
     return model, tok, "generation", f"{JUDGE_MODEL}, score 0–100 parsed from its reply"
 
 
@@ -309,6 +319,8 @@ def perplexities(model, batches: Sequence[dict[str, torch.Tensor]], autocast: Ca
     ``input_ids``, ``attention_mask`` and ``labels`` (-100 outside the response), as from ``pad_collate``.
     """
     device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()                                         # dropout off, as in utils.training.evaluate
     sums = {"response": 0.0, "whole": 0.0}
     counts = {"response": 0, "whole": 0}
     for b in batches:
@@ -319,4 +331,5 @@ def perplexities(model, batches: Sequence[dict[str, torch.Tensor]], autocast: Ca
         for name, labels in (("response", b["labels"]), ("whole", whole)):
             sums[name] += float(masked_nll(logits, labels, reduction="sum"))
             counts[name] += n_targets(labels)
+    model.train(was_training)
     return {name: math.exp(sums[name] / max(counts[name], 1)) for name in sums}

@@ -47,6 +47,20 @@ def test_judge_scores_the_reference_above_a_wrong_answer(smol, held_out):
     assert share > above_chance(len(a)), f"the judge preferred the reference in only {share:.0%} of 60 cases"
 
 
+def test_batched_left_padded_answers_equal_one_at_a_time(smol):
+    """Left padding must not change a real (position-sensitive) model's greedy answers."""
+    from utils.evaluate import generate_answers
+    model, tok = smol
+    texts = ["What is the capital of France?", "Give three tips for staying healthy, please.", "Hi"]
+    prompts = [tok.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True, tokenize=True,
+                                       return_dict=True)["input_ids"] for t in texts]
+    assert len({len(p) for p in prompts}) == 3                     # different lengths: real padding
+    batched = generate_answers(model, tok, prompts, max_new_tokens=16, batch_size=3, progress=False)
+    single = [generate_answers(model, tok, [p], max_new_tokens=16, progress=False)[0] for p in prompts]
+    assert [b["ids"] for b in batched] == [s["ids"] for s in single]
+    assert "Paris" in batched[0]["text"]
+
+
 def test_course_chatml_render_equals_smollm2s_own_template(smol):
     """The course's hand-written ChatML `render` (notebook 03) produces exactly the ids of SmolLM2's template."""
     _, tok = smol
