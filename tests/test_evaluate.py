@@ -105,7 +105,7 @@ def test_load_judge_puts_the_full_mode_judge_on_the_gpu(monkeypatch):
     monkeypatch.setattr(ev, "load_model_and_tokenizer", lambda name, fast, dtype: (Model(), "tok"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     judge = ev.load_judge(fast=False)
-    assert moved == ["cuda"] and judge[2] == "generation"
+    assert moved == ["cuda"] and judge[2] == "generation" and "stand" not in judge[3]
 
 
 def test_perplexities_response_only_matches_the_training_loss(tok):

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .env import rehearsal
 from .loss import masked_nll, n_targets
-from .models import load_model_and_tokenizer, load_smollm2_instruct
+from .models import SMOLLM2_INSTRUCT, load_model_and_tokenizer, load_smollm2_instruct
 
 #: The full-mode judge: SmolLM2-1.7B-Instruct (Apache-2.0, not gated; ≈ 3.4 GB in fp16, so it fits a T4 beside
 #: GPT-2). LLMs-from-scratch judges with Llama-3-8B (16 GB in fp16: does not fit a T4, and gated). SmolLM2 shares
@@ -213,7 +213,7 @@ def print_report_card(tables: dict[str, dict], judged: dict[str, dict] | None = 
     print(f"{'empty answers':24s}" + "".join(f"{tables[n]['all']['empty']:{col}d}" for n in names))
     print(f"{'rows without reference':24s}" + "".join(f"{tables[n]['all']['no_reference']:{col}d}" for n in names))
     if judged:
-        cells = ["{:.1f} ± {:.1f}".format(judged[n]["mean"], judged[n]["se"]) for n in names]
+        cells = ["no score" if judged[n]["n"] == 0 else f"{judged[n]['mean']:.1f} ± {judged[n]['se']:.1f}" for n in names]
         print(f"{'judge, mean ± SE':24s}" + "".join(f"{c:>{col}s}" for c in cells))
         print(f"{'judge failures':24s}" + "".join(f"{judged[n]['failures']:{col}d}" for n in names))
     for key, label in (("response", "PP, response only"), ("whole", "PP, whole sequence")):
@@ -276,18 +276,20 @@ def judge_by_yes_no(judge, tokenizer, rows: Sequence[dict], *, progress: bool = 
 
 
 def load_judge(fast: bool):
-    """``(model, tokenizer, method, description)`` of the judge for this mode, or None in a rehearsal (random
-    weights cannot judge). Full mode: :data:`JUDGE_MODEL` from the Hub, scored by generation. Fast mode:
-    SmolLM2-135M-Instruct offline, scored by :func:`judge_by_yes_no` (it cannot reliably write a number)."""
-    if rehearsal():
-        return None
+    """``(model, tokenizer, method, description)`` of the judge for this mode. Full mode: :data:`JUDGE_MODEL` from
+    the Hub on the GPU, scored by generation. Fast mode: SmolLM2-135M-Instruct offline, scored by
+    :func:`judge_by_yes_no` (it cannot reliably write a number). Rehearsal: the full-mode code path with a stand-in,
+    SmolLM2-135M-Instruct's architecture with random weights (the 1.7 B model's config is not shipped), so it proves
+    the path runs — every reply a counted failure — not the judge's memory or time."""
     if fast:
         model, tok, source = load_smollm2_instruct(hub=False)
         return model, tok, "yes_no", f"SmolLM2-135M-Instruct ({source}), P(Yes) judge"
+    name = SMOLLM2_INSTRUCT if rehearsal() else JUDGE_MODEL
     cuda = torch.cuda.is_available()
-    model, tok = load_model_and_tokenizer(JUDGE_MODEL, fast=False, dtype=torch.float16 if cuda else torch.float32)
+    model, tok = load_model_and_tokenizer(name, fast=False, dtype=torch.float16 if cuda else torch.float32)
     model.to("cuda" if cuda else "cpu")                 # the loader leaves it on the CPU: 1.7 B there takes hours
-    return model, tok, "generation", f"{JUDGE_MODEL}, score 0–100 parsed from its reply"
+    stand_in = f" (rehearsal: {name}'s architecture, random weights, standing in)" if rehearsal() else ""
+    return model, tok, "generation", f"{JUDGE_MODEL}, score 0–100 parsed from its reply{stand_in}"
 
 
 def run_judge(judge, rows: Sequence[dict], *, progress: bool = True) -> list[float | None]:
