@@ -168,6 +168,11 @@ def scores_by_task(rows: Sequence[dict], *, short_answer_words: int = 3) -> dict
     return table
 
 
+def metric_name(entry: dict) -> str:
+    """How a :func:`scores_by_task` entry was scored: ``exact`` (short answers), ``ROUGE-L``, or ``mixed`` (``all``)."""
+    return {True: "exact", False: "ROUGE-L", None: "mixed"}[entry["short_answer"]]
+
+
 def format_table(columns: dict[str, dict[str, dict]], key: str = "score") -> str:
     """A text table of ``key`` per task (rows) for each model (columns), e.g. ``{"base": t1, "tuned": t2}``."""
     names = list(columns)
@@ -177,8 +182,7 @@ def format_table(columns: dict[str, dict[str, dict]], key: str = "score") -> str
     lines = [f"{'task':{width}s}{'n':>5s}  {'metric':10s}" + "".join(f"{n:>{col}s}" for n in names)]
     for t in tasks:
         first = columns[names[0]][t]
-        metric = {True: "exact", False: "ROUGE-L", None: "mixed"}[first["short_answer"]]
-        lines.append(f"{t:{width}s}{first['n']:5d}  {metric:10s}" + "".join(f"{columns[n][t][key]:{col}.3f}" for n in names))
+        lines.append(f"{t:{width}s}{first['n']:5d}  {metric_name(first):10s}" + "".join(f"{columns[n][t][key]:{col}.3f}" for n in names))
     return "\n".join(lines)
 
 
@@ -193,8 +197,7 @@ def plot_by_task(columns: dict[str, dict[str, dict]], key: str = "score", title:
         ax.bar([i + k * width for i in range(len(tasks))], [columns[name][t][key] for t in tasks], width, label=name)
     first = columns[names[0]]
     ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(tasks))],
-                  [f"{t}\n({ {True: 'exact', False: 'ROUGE-L', None: 'mixed'}[first[t]['short_answer']] }, n={first[t]['n']})"
-                   for t in tasks],
+                  [f"{t}\n({metric_name(first[t])}, n={first[t]['n']})" for t in tasks],
                   fontsize=8)
     ax.set(ylim=(0, 1), ylabel="score (0–1)", title=title)
     ax.legend()

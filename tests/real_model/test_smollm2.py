@@ -31,6 +31,19 @@ def judge_rows(records):
     return right, wrong
 
 
+def chat_example(record: dict, answer: str, tok) -> dict:
+    """One user turn (the instruction) and one assistant turn (``answer``), labels on the answer only."""
+    return encode_conversation([{"role": "user", "content": instruction_text(record)},
+                                {"role": "assistant", "content": answer}], tok)
+
+
+def lora_copy(model):
+    """A copy of ``model`` with rank-8 LoRA adapters on the attention's query and value projections."""
+    from peft import LoraConfig, get_peft_model
+    return get_peft_model(copy.deepcopy(model), LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
+                                                           target_modules=["q_proj", "v_proj"]))
+
+
 def above_chance(n: int) -> float:
     """Accuracy two standard errors above a coin flip on n pairs."""
     return 0.5 + 2 * math.sqrt(0.25 / n)
@@ -77,16 +90,11 @@ def test_course_chatml_render_equals_smollm2s_own_template(smol):
 
 def test_lora_sft_lowers_held_out_response_loss(smol, held_out):
     """A few dozen LoRA steps with the course's loop lower the loss on answers it never trained on."""
-    from peft import LoraConfig, get_peft_model
     model, tok = smol
-
-    def example(r):
-        return encode_conversation([{"role": "user", "content": instruction_text(r)},
-                                    {"role": "assistant", "content": r["output"]}], tok)
-    train_set, val_set = [example(r) for r in held_out[:48]], [example(r) for r in held_out[400:424]]
+    train_set = [chat_example(r, r["output"], tok) for r in held_out[:48]]
+    val_set = [chat_example(r, r["output"], tok) for r in held_out[400:424]]
     seed_everything(0)
-    lora = get_peft_model(copy.deepcopy(model), LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                                                           target_modules=["q_proj", "v_proj"]))
+    lora = lora_copy(model)
     cfg = TrainConfig(max_steps=24, batch_size=4, lr=1e-3, warmup_steps=2, weight_decay=0.0, eval_every=24,
                       pad_token_id=tok.pad_token_id, max_length=256)
     history = train(lora, train_set, cfg, val_examples=val_set, device="cpu", progress=False)
@@ -136,23 +144,18 @@ def test_bradley_terry_head_on_the_backbone_beats_chance(smol, preference_pairs)
 def test_dpo_steps_raise_held_out_preference_accuracy(smol, preference_pairs):
     """DPO with LoRA, the reference = the frozen instruct model: after a few steps the implicit reward
     β·(log π − log π_ref) ranks held-out chosen answers above rejected ones (at step 0 every pair ties: 0.5)."""
-    from peft import LoraConfig, get_peft_model
-
     from utils.loss import dpo_loss, sequence_logprobs
     from utils.masking import pad_collate
     model, tok = smol
 
     def batch(pairs, side):
-        return pad_collate([encode_conversation([{"role": "user", "content": instruction_text(p)},
-                                                 {"role": "assistant", "content": p[side]}], tok) for p in pairs],
-                           pad_token_id=tok.pad_token_id)
+        return pad_collate([chat_example(p, p[side], tok) for p in pairs], pad_token_id=tok.pad_token_id)
 
     def logps(m, b):
         return sequence_logprobs(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
 
     seed_everything(0)
-    policy = get_peft_model(copy.deepcopy(model), LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                                                             target_modules=["q_proj", "v_proj"]))
+    policy = lora_copy(model)
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=5e-4)
     train_pairs, test_pairs = preference_pairs[:64], preference_pairs[400:448]
     for step in range(16):
