@@ -269,3 +269,64 @@ def test_chat_with_a_history_longer_than_the_context_window(tok):
     assert len(render(history, tok)[0]) > 2000
     reply = chat(model, tok, history, max_new_tokens=16)
     assert isinstance(reply, str)
+
+
+# --------------------------------------------------------------------------- preference pairs fitted to a context
+@pytest.fixture(scope="module")
+def gpt2_tok():
+    from utils.models import load_gpt2_tokenizer
+    return load_gpt2_tokenizer()
+
+
+def _n(tok, text):
+    return len(tok(text)["input_ids"])
+
+
+def test_fit_prompt_drops_whole_oldest_rounds(gpt2_tok):
+    from utils.chat import fit_prompt
+    rounds = ["\n\nHuman: " + "tell me a long story about a dragon " * 5 + "\n\nAssistant: " + "once upon a time " * 5,
+              "\n\nHuman: and then?\n\nAssistant: it flew.", "\n\nHuman: why?\n\nAssistant:"]
+    prompt = "".join(rounds)
+    assert fit_prompt(prompt, _n(gpt2_tok, prompt), gpt2_tok) == prompt                       # fits: unchanged
+    last_two = "".join(rounds[1:])
+    assert fit_prompt(prompt, _n(gpt2_tok, prompt) - 1, gpt2_tok) == last_two                  # oldest round dropped
+    assert fit_prompt(prompt, _n(gpt2_tok, last_two) - 1, gpt2_tok) == rounds[2]               # only the last turn
+    assert fit_prompt(prompt, _n(gpt2_tok, rounds[2]) - 1, gpt2_tok) is None                   # never cut inside a turn
+    for budget in range(_n(gpt2_tok, rounds[2]), _n(gpt2_tok, prompt) + 1, 7):
+        out = fit_prompt(prompt, budget, gpt2_tok)
+        assert out.startswith("\n\nHuman:") and out.endswith("\n\nAssistant:") and _n(gpt2_tok, out) <= budget
+        assert prompt.endswith(out)
+
+
+def test_usable_pairs_counts_each_reason_and_fits_what_it_keeps(gpt2_tok):
+    from utils.chat import usable_pairs
+    long_history = "\n\nHuman: " + "word " * 80 + "\n\nAssistant: ok."
+    q = "\n\nHuman: What is 2 + 2?\n\nAssistant:"
+    pairs = [
+        {"prompt": q, "chosen": " Four.", "rejected": " Four."},                               # identical
+        {"prompt": q, "chosen": " Four.", "rejected": "   "},                                  # empty answer
+        {"prompt": "\n\nHuman: " + "why " * 100 + "\n\nAssistant:", "chosen": " a", "rejected": " b"},  # last turn too long
+        {"prompt": q, "chosen": " Four." + " really" * 60, "rejected": " 4"},                 # answer too long
+        {"prompt": long_history + q, "chosen": " Four.", "rejected": " Five."},                 # fits once truncated
+        {"prompt": q, "chosen": " Four.", "rejected": " Five."},                                # fits as it is
+    ]
+    kept, dropped = usable_pairs(pairs, gpt2_tok, max_length=48, max_prompt=32)
+    assert dropped == {"chosen == rejected": 1, "empty answer": 1, "last human turn > max_prompt": 1,
+                       "longer than max_length": 1}
+    assert [k["prompt"] for k in kept] == [q, q]                       # the long history was dropped by whole rounds
+    assert [k["rejected"] for k in kept] == [" Five.", " Five."]
+    for k in kept:
+        for side in ("chosen", "rejected"):
+            assert _n(gpt2_tok, k["prompt"]) <= 32 and _n(gpt2_tok, k["prompt"] + k[side]) + 1 <= 48
+
+
+def test_usable_pairs_leaves_room_for_the_answer(gpt2_tok):
+    """A prompt that fits max_prompt but not beside its answer loses whole rounds until both fit."""
+    from utils.chat import usable_pairs
+    q = "\n\nHuman: What is 2 + 2?\n\nAssistant:"
+    history = "\n\nHuman: hello there\n\nAssistant: hello, how can I help?"
+    answer = " It is four, the sum of two and two, as anyone can check by counting"
+    assert _n(gpt2_tok, history + q) <= 32 and _n(gpt2_tok, history + q + answer) + 1 > 48
+    kept, dropped = usable_pairs([{"prompt": history + q, "chosen": answer, "rejected": " Five."}], gpt2_tok,
+                                 max_length=48, max_prompt=32)
+    assert sum(dropped.values()) == 0 and kept[0]["prompt"] == q

@@ -407,3 +407,24 @@ def test_preference_text_round_trips_hh_transcripts(realdata):
             (text["prompt"] + text["chosen"]).split() == row["chosen"].split()
         assert (text["prompt"] + text["rejected"]).split() == row["rejected"].split()
         assert text["prompt"].endswith("\n\nAssistant:") and text["chosen"].startswith(" ")
+
+
+def test_usable_pairs_on_real_hh_transcripts(realdata):
+    """Multi-turn HH pairs: prompts cut by whole rounds stay real transcripts (a suffix of the original that starts
+    with a Human turn), every kept pair fits, and the counts add up."""
+    from utils.chat import usable_pairs
+    from utils.models import load_gpt2_tokenizer
+    tok = load_gpt2_tokenizer()
+    pairs, _ = load_preferences(realdata / "hh_rlhf_harmless_base_test.first200.jsonl", errors="collect")
+    texts = [preference_text(p) for p in pairs]
+    kept, dropped = usable_pairs(texts, tok, max_length=160, max_prompt=96)
+    assert len(kept) + sum(dropped.values()) == len(texts)
+    assert dropped["longer than max_length"] > 0 and len(kept) > len(texts) // 3
+    originals = {(t["chosen"], t["rejected"]): t["prompt"] for t in texts}
+    shortened = 0
+    for k in kept:
+        original = originals[(k["chosen"], k["rejected"])]
+        assert original.endswith(k["prompt"]) and k["prompt"].startswith("\n\nHuman:")
+        assert len(tok(k["prompt"])["input_ids"]) <= 96
+        shortened += k["prompt"] != original
+    assert shortened > 0                                   # some multi-turn prompts were cut by whole rounds

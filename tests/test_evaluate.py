@@ -145,3 +145,12 @@ def test_bad_answers_and_missing_references_are_counted(tok, monkeypatch):
     scores = run_judge((None, None, "yes_no", "fake"), rows, progress=False)
     assert scores == [50.0, None, 50.0] and len(seen) == 2
     assert summarise_scores(scores)["failures"] == 1
+
+
+def test_distinct_n_counts_distinct_ngrams_over_all_texts():
+    from utils.evaluate import distinct_n
+    assert distinct_n(["a b c", "d e"], 1) == 1.0
+    assert distinct_n(["a a a a"], 1) == pytest.approx(1 / 4)
+    assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)              # (a b), (b a), (a b)
+    assert distinct_n(["the cat", "the cat"], 2) == pytest.approx(1 / 2)    # across texts, not within each
+    assert distinct_n(["", "one"], 2) == 0.0

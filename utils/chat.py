@@ -3,7 +3,8 @@
 Notebook 02 introduces the instruction templates (:data:`ALPACA`, :data:`GPT2_SFT`) and their adapters
 (:func:`to_prompt_completion`, :func:`to_text`); notebook 03 adds the ChatML template for multi-turn
 conversations (:func:`render`, :func:`encode_conversation`, :func:`chat`); notebook 04 tokenises single
-exchanges with :func:`encode_instruction`; notebook 07 writes preference pairs as text (:func:`preference_text`).
+exchanges with :func:`encode_instruction`; notebook 07 writes preference pairs as text (:func:`preference_text`) and
+fits them to a context (:func:`fit_prompt`, :func:`usable_pairs`: prompts cut by whole rounds, bad pairs counted).
 
 A template only decides *text*; which tokens are trained on is decided by the labels
 (:mod:`utils.masking`). Records come in the schema of :mod:`utils.schema`, which knows nothing of templates.
@@ -302,3 +303,50 @@ def preference_text(pair: dict) -> dict:
 
     return {"prompt": turns(pair["prompt"]) + "\n\nAssistant:", "chosen": answer(pair["chosen"]),
             "rejected": answer(pair["rejected"])}
+
+
+def fit_prompt(prompt: str, budget: int, tokenizer) -> str | None:
+    """Left-truncate an HH-style prompt (``"\\n\\nHuman: …\\n\\nAssistant: …\\n\\nHuman: …\\n\\nAssistant:"``) to at
+    most ``budget`` tokens by dropping its **oldest whole rounds**, so the text is still a transcript that starts
+    with a Human turn and ends where the answer begins. None when even the last human turn is longer than
+    ``budget`` (cutting inside a turn would hand the model half a question)."""
+    starts = [i for i in range(len(prompt)) if prompt.startswith("\n\nHuman:", i)] or [0]
+    for start in starts:
+        text = prompt[start:]
+        if len(tokenizer(text)["input_ids"]) <= budget:
+            return text
+    return None
+
+
+def usable_pairs(pairs: list[dict], tokenizer, *, max_length: int, max_prompt: int) -> tuple[list[dict], dict[str, int]]:
+    """The preference pairs (``{"prompt", "chosen", "rejected"}`` text, see :func:`preference_text`) a trainer can
+    learn from, each prompt left-truncated by :func:`fit_prompt` to what is left of ``max_length`` after the longer
+    answer and EOS, and to at most ``max_prompt`` tokens. Returns ``(kept, dropped)`` with a count per reason — the
+    same rules for training and for evaluation:
+
+    - ``"chosen == rejected"``: no preference to learn;
+    - ``"empty answer"``: an answer that is only whitespace;
+    - ``"last human turn > max_prompt"``: the prompt cannot be shortened by whole rounds;
+    - ``"longer than max_length"``: prompt + answer + EOS is still longer than ``max_length`` on either side. Cutting
+      the answer could cut off the very difference between the two, so the pair is dropped (TRL's trainers
+      would otherwise truncate or drop it out of sight).
+    """
+    dropped = {"chosen == rejected": 0, "empty answer": 0, "last human turn > max_prompt": 0,
+               "longer than max_length": 0}
+    kept = []
+    for p in pairs:
+        if p["chosen"] == p["rejected"]:
+            dropped["chosen == rejected"] += 1
+            continue
+        if not p["chosen"].strip() or not p["rejected"].strip():
+            dropped["empty answer"] += 1
+            continue
+        longest = max(len(tokenizer(p[s])["input_ids"]) for s in ("chosen", "rejected"))
+        budget = min(max_prompt, max_length - 1 - longest)          # room for the prompt beside the longer answer + EOS
+        prompt = fit_prompt(p["prompt"], budget, tokenizer) if budget > 0 else None
+        if prompt is None:
+            last_turn_fits = fit_prompt(p["prompt"], max_prompt, tokenizer) is not None
+            dropped["longer than max_length" if last_turn_fits else "last human turn > max_prompt"] += 1
+            continue
+        kept.append({**p, "prompt": prompt})
+    return kept, dropped

@@ -7,6 +7,7 @@
   (ch. 7: score 0–100 against the reference); :func:`judge_by_yes_no`, a log-probability judge for models too
   small to write a number; :func:`summarise_scores` → mean ± standard error and the failure count.
 - :func:`perplexities` — response-only and whole-sequence perplexity of the same batches.
+- :func:`distinct_n` — how varied a set of answers is (distinct n-grams over all n-grams).
 
 ROUGE-L is written here (the longest common subsequence, 12 lines) rather than taken from ``rouge-score``
 (Google's reference implementation, last released 2022): it would add nltk and absl to every Colab install for
@@ -303,6 +304,13 @@ def run_judge(judge, rows: Sequence[dict], *, progress: bool = True) -> list[flo
     fn = judge_by_yes_no if method == "yes_no" else judge_by_generation
     scores = iter(fn(model, tok, usable, progress=progress) if usable else [])
     return [next(scores) if r.get("reference") else None for r in rows]
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct-n (Li et al., 2016): distinct word n-grams over all word n-grams, across every text together —
+    1.0 when nothing repeats, near 0 when the answers loop or all say the same thing. 0.0 when there is no n-gram."""
+    grams = [tuple(words[i:i + n]) for t in texts for words in [t.split()] for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
 
 
 def summarise_scores(scores: Sequence[float | None]) -> dict[str, float]:
