@@ -1,6 +1,7 @@
 # make run   — execute every notebook in fast mode (offline, tiny model) into build/
 # make test  — unit tests + every notebook under nbval, fast mode, offline
 # make bench — benchmarks (not part of CI)
+# make test-latest / make test-oldest — the tests against the newest course libraries / the oldest torch allowed
 # make rehearse [NOTEBOOKS="05 07"] — full configuration offline: real architectures, random weights, capped loops → build/rehearsal.md
 # Both create .venv on first use: torch first (the pinned CPU wheel), then requirements.txt.
 # make gpu-wheels — download into .whl/ the wheels a registry-less GPU machine lacks (scripts/gpu_wheels.py);
@@ -13,7 +14,7 @@ STAMP   := $(VENV)/.installed
 TORCH   := $(shell grep -E '^torch==' requirements.txt)
 OFFLINE := COURSE_FAST=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: venv run test bench rehearse clean gpu-wheels gpu-check
+.PHONY: venv run test bench rehearse clean gpu-wheels gpu-check test-latest test-oldest
 
 venv: $(STAMP)
 
@@ -47,3 +48,11 @@ rehearse: $(STAMP)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis
+
+# Early warnings, not part of `make test` (scripts/test_against.py): the newest course libraries with torch at its pin,
+# and the oldest torch the pins allow (what an older Colab image could have). Each builds its own venv once.
+test-latest:
+	$(PYTHON) scripts/test_against.py latest
+
+test-oldest:
+	$(PYTHON) scripts/test_against.py oldest

@@ -180,3 +180,34 @@ def test_eval_batches_cover_every_example_once_in_order(tok):
     assert [b["input_ids"].shape[0] for b in batches] == [4, 4, 2]          # the remainder is kept, not dropped
     rows = [r[r != -100].tolist() for b in batches for r in b["labels"]]
     assert rows == [[t for t in e["labels"] if t != -100] for e in data]
+
+
+def test_report_to_tensorboard_logs_every_step(tmp_path, monkeypatch):
+    """Off by default; COURSE_REPORT_TO or TrainConfig.report_to switches TensorBoard on, one point per step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from utils.env import report_to
+    from utils.masking import build_labels
+    from utils.models import load_gpt2_tokenizer, tiny_gpt2
+    from utils.training import TrainConfig, train
+    monkeypatch.delenv("COURSE_REPORT_TO", raising=False)
+    assert report_to() == []
+    monkeypatch.setenv("COURSE_REPORT_TO", "tensorboard")
+    assert report_to() == ["tensorboard"]
+    monkeypatch.setenv("COURSE_REPORT_TO", "wandb")
+    with pytest.raises(ValueError, match="wandb"):
+        report_to()
+    monkeypatch.delenv("COURSE_REPORT_TO")
+    tok = load_gpt2_tokenizer()
+    examples = [dict(zip(("input_ids", "labels"), build_labels(tok(f"Q{i}:")["input_ids"], tok(f" A{i}")["input_ids"],
+                                                                tok.eos_token_id))) for i in range(8)]
+    cfg = TrainConfig(max_steps=3, batch_size=4, lr=1e-3, eval_every=3, report_to=("tensorboard",), log_dir=str(tmp_path))
+    history = train(tiny_gpt2(tok), examples, cfg, val_examples=examples[:4], progress=False)
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
+    assert [e.value for e in events.Scalars("train/loss")] == pytest.approx(history["loss"])
+    assert [e.step for e in events.Scalars("val/loss")] == [3]
+    assert len(list(tmp_path.iterdir())) == 1                       # one event file
+    plain = TrainConfig(max_steps=1, batch_size=4, lr=1e-3, log_dir=str(tmp_path / "off"))
+    train(tiny_gpt2(tok), examples, plain, progress=False)
+    assert not (tmp_path / "off").exists()                           # nothing asked for, nothing written

@@ -41,6 +41,22 @@ def fast_mode() -> bool:
     return env_flag("COURSE_FAST")
 
 
+#: Experiment trackers the course can log to (``COURSE_REPORT_TO``); both are off unless asked for.
+TRACKERS = ("tensorboard", "trackio")
+
+
+def report_to() -> list[str]:
+    """Where training runs log their metrics: ``COURSE_REPORT_TO=tensorboard`` (or ``trackio``, or both, comma
+    separated) → that list; unset or empty → ``[]``, nothing logged. The same value goes to the course's loop
+    (:func:`utils.training.train`) and to TRL's configs (their ``report_to=``), so one switch covers every run."""
+    value = os.environ.get("COURSE_REPORT_TO", "").strip().lower()
+    kinds = [k.strip() for k in value.split(",") if k.strip() and k.strip() != "none"]
+    unknown = [k for k in kinds if k not in TRACKERS]
+    if unknown:
+        raise ValueError(f"COURSE_REPORT_TO={value!r}: unknown tracker(s) {unknown}; use one of {TRACKERS} or leave it unset")
+    return kinds
+
+
 def rehearsal() -> bool:
     """True when ``COURSE_REHEARSAL`` is on and fast mode is not: the full configuration runs
     offline on random weights of the real architectures (see :mod:`utils.rehearsal`).

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm, trange
 
-from .env import REPO_ROOT, DevicePrecision, pick_device_and_precision, seed_everything
+from .env import REPO_ROOT, TRACKERS, DevicePrecision, pick_device_and_precision, report_to, seed_everything
 from .loss import masked_nll, n_targets
 from .masking import pad_collate
 
@@ -75,6 +75,29 @@ class TrainConfig:
     seed: int = 0
     pad_token_id: int = 50256
     max_length: int | None = None   # truncate examples (pad_collate warns if a response is cut off entirely)
+    report_to: tuple[str, ...] | None = None   # "tensorboard"/"trackio"; None = utils.env.report_to() (off by default)
+    run_name: str = "train"         # the run's name in the tracker
+    log_dir: str | None = None      # TensorBoard's folder (None: build/runs/<run_name>)
+
+
+def _trackers(cfg: TrainConfig) -> list[Callable[[dict[str, float], int], None]]:
+    """One ``log(metrics, step)`` function per tracker asked for (none by default). TensorBoard writes event files
+    under ``build/runs/<run_name>`` (``tensorboard --logdir build/runs``); trackio logs to its local dashboard."""
+    kinds = list(cfg.report_to) if cfg.report_to is not None else report_to()
+    loggers = []
+    for kind in kinds:
+        if kind == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(log_dir=cfg.log_dir or str(REPO_ROOT / "build" / "runs" / cfg.run_name))
+            loggers.append(lambda metrics, step, w=writer: ([w.add_scalar(k, v, step) for k, v in metrics.items()], w.flush()))
+        elif kind == "trackio":
+            import trackio
+            trackio.init(project="instruction-tuning-course", name=cfg.run_name,
+                         config={k: v for k, v in vars(cfg).items() if isinstance(v, (int, float, str, bool))})
+            loggers.append(lambda metrics, step: trackio.log(metrics, step=step))
+        else:
+            raise ValueError(f"report_to: unknown tracker {kind!r}; use one of {TRACKERS}")
+    return loggers
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -279,6 +302,7 @@ def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConf
     if val_batches and cfg.eval_every and start == 0:            # the held-out loss before any update
         record_validation(history, 0, evaluate(model, val_batches, dp))
     end = cfg.max_steps if stop_at_step is None else min(cfg.max_steps, stop_at_step)
+    trackers = _trackers(cfg)
     clock = time.perf_counter()
     bar = tqdm(range(start, end), desc="training", disable=not progress, initial=start, total=cfg.max_steps)
     for step in bar:
@@ -303,6 +327,10 @@ def train(model: torch.nn.Module, train_examples: Sequence[dict], cfg: TrainConf
         history["seconds"].append(time.perf_counter() - clock)
         if val_batches and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps):
             record_validation(history, step + 1, evaluate(model, val_batches, dp))
+            for log in trackers:
+                log({"val/loss": history["val_loss"][-1]}, step + 1)
+        for log in trackers:
+            log({"train/loss": loss, "train/lr": lr, "train/grad_norm": grad_norm}, step + 1)
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}")
         if on_step is not None:
             on_step(step + 1, history)
