@@ -16,6 +16,11 @@ In the learner notebook the block becomes a stub at the same indentation::
 
 Everything else is copied unchanged (outputs are never committed). ``NN_name_solution.ipynb``
 becomes ``notebooks/NN_name.ipynb``.
+
+The hint is a nudge that names the idea, never the code: :func:`leaked_lines` lists every line of a solution
+block (at least 20 characters, whitespace-normalised) that appears anywhere in the learner notebook — in a stub,
+a hint cell or any other cell — and ``--check`` (run by the tests) fails on any. Graded hints go in collapsed
+markdown cells after the exercise (a nudge, then the method); the full answer lives only in the solution notebook.
 """
 from __future__ import annotations
 
@@ -59,6 +64,36 @@ def strip_solutions(source: str, where: str = "cell") -> tuple[str, int]:
     return "\n".join(out), blocks
 
 
+MIN_LEAK = 20
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def solution_lines(solution: nbformat.NotebookNode) -> list[str]:
+    """Every line inside a solution block, whitespace-normalised, of at least MIN_LEAK characters."""
+    lines = []
+    for cell in solution.cells:
+        if cell.cell_type != "code":
+            continue
+        inside = False
+        for line in cell.source.splitlines():
+            if BEGIN.match(line):
+                inside = True
+            elif END.match(line):
+                inside = False
+            elif inside and len(_normalise(line)) >= MIN_LEAK:
+                lines.append(_normalise(line))
+    return lines
+
+
+def leaked_lines(solution: nbformat.NotebookNode, learner: nbformat.NotebookNode) -> list[str]:
+    """The solution lines that can be read in the learner notebook (any cell, code or markdown)."""
+    text = _normalise("\n".join(cell.source for cell in learner.cells))
+    return [line for line in solution_lines(solution) if line in text]
+
+
 def learner_version(solution: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
     """The learner notebook: solution blocks stubbed, outputs cleared, widget state dropped."""
     nb = copy.deepcopy(solution)
@@ -90,7 +125,12 @@ def main() -> int:
     args = parser.parse_args()
     stale = 0
     for sol in sorted((ROOT / "notebooks" / "solutions").glob("*_solution.ipynb")):
-        expected = nbformat.writes(learner_version(nbformat.read(sol, as_version=4), sol.name)) + "\n"
+        solution = nbformat.read(sol, as_version=4)
+        learner = learner_version(solution, sol.name)
+        for line in leaked_lines(solution, learner):
+            print(f"{sol.name}: the learner notebook shows a solution line: {line!r}")
+            stale += 1
+        expected = nbformat.writes(learner) + "\n"
         target = learner_path(sol)
         if args.check:
             if not target.exists() or target.read_text(encoding="utf-8") != expected:

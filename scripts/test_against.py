@@ -30,6 +30,8 @@ COURSE_LIBRARIES = ["transformers", "trl", "peft", "datasets", "accelerate", "bi
 #: peft ≥ 1.13).
 OLDEST_TORCH = "2.6.0"
 OLDEST_NOTEBOOK = "notebooks/04_instruction_tuning_gpt2.ipynb"
+ANSI = re.compile(r"(?:\x1b|#x1B)\[[0-9;]*m")
+ERROR_LINE = re.compile(r"^(?:E\s+)?[A-Za-z_.]*(?:Error|Exception|Warning)\b:?")
 
 
 def pins() -> list[str]:
@@ -81,8 +83,11 @@ def failures(junit: Path) -> tuple[dict[str, int], list[str]]:
     out = []
     for case in root.iter("testcase"):
         for bad in list(case.findall("failure")) + list(case.findall("error")):
-            text = (bad.get("message") or bad.text or "").strip()
-            first = next((l.strip() for l in text.splitlines() if l.strip()), "(no message)")
+            text = ANSI.sub("", f"{bad.get('message') or ''}\n{bad.text or ''}")
+            lines = [l.strip() for l in text.splitlines() if l.strip()]
+            # the exception line ("ValueError: ...", "AssertionError") beats nbval's "Notebook cell execution failed"
+            errors = [l for l in lines if ERROR_LINE.match(l)]
+            first = errors[-1] if errors else (lines[0] if lines else "(no message)")
             out.append(f"{case.get('classname')}::{case.get('name')} — {first[:200]}")
     return counts, out
 

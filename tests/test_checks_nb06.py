@@ -55,6 +55,28 @@ def test_finite_guard_checker_needs_the_gradients_checked():
     assert "check every parameter's gradient" in checks.finite_guard_problems(loss_only)[0]
 
 
+def test_finite_guard_checker_rejects_a_guard_that_kills_fp16_runs():
+    """The likely wrong answer on a T4: any inf gradient raises, even where GradScaler would just skip the step."""
+    import math
+
+    import torch
+
+    def gradients_always(step, loss, model, loss_scaling=False):
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"step {step}: loss {loss}")
+        for name, p in model.named_parameters():
+            if p.grad is not None and not torch.isfinite(p.grad).all():
+                raise FloatingPointError(f"step {step}: gradient of {name}")
+    problems = checks.finite_guard_problems(gradients_always)
+    assert any("routine" in p and "GradScaler" in p for p in problems)
+    assert any("0.bias" in p for p in problems)                      # and it never looks at the weights
+
+    def no_parameter(step, loss, model):
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"step {step}")
+    assert any("loss_scaling" in p for p in checks.finite_guard_problems(no_parameter))
+
+
 def test_group_norm_checker_catches_sum_of_norms():
     from utils.training import model_part
 
@@ -80,3 +102,20 @@ def test_accumulation_checker_catches_the_mean_of_micro_batch_means():
     assert "averaged the micro-batch means" in checks.accumulation_problems(mean_of_means)[0]
     with pytest.raises(checks.NotAttempted, match="not implemented"):
         checks.accumulation_problems(_stub)
+
+
+def test_yours_or_reference_falls_back_only_for_the_stub(capsys):
+    from utils.checks import yours_or_reference
+
+    def stub(x):
+        raise NotImplementedError("nudge")
+
+    def reference(x):
+        return 2 * x
+
+    def wrong(x):
+        return 3 * x
+    assert yours_or_reference(stub, reference, "f", 1) is reference
+    assert "not written yet" in capsys.readouterr().out
+    assert yours_or_reference(wrong, reference, "f", 1) is wrong            # a wrong answer is still the learner's
+    assert "Using your `f`" in capsys.readouterr().out

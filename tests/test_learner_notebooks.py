@@ -73,3 +73,27 @@ def test_committed_learner_notebooks_are_up_to_date(solution):
     target = mln.learner_path(solution)
     assert target.exists() and target.read_text(encoding="utf-8") == expected, \
         f"{target.name} is out of date: run python scripts/make_learner_notebooks.py"
+
+
+def test_learner_notebooks_show_no_solution_line():
+    """Hints nudge; they never give the code: no line of a solution block (≥ 20 characters, whitespace-normalised)
+    may appear anywhere in a learner notebook — stub, hint cell or any other cell."""
+    sols = sorted((ROOT / "notebooks" / "solutions").glob("*_solution.ipynb"))
+    assert sols
+    for sol in sols:
+        solution = nbformat.read(sol, as_version=4)
+        assert len(mln.solution_lines(solution)) >= 10
+        learner = nbformat.read(mln.learner_path(sol), as_version=4)
+        assert mln.leaked_lines(solution, learner) == [], sol.name
+
+
+def test_a_hint_that_gives_the_code_is_caught():
+    code = ("def f(x):\n    # BEGIN SOLUTION hint: total = x.sum() * 2 + x.numel() - 1\n"
+            "    total = x.sum() * 2 + x.numel() - 1\n    return total\n    # END SOLUTION\n")
+    solution = new_notebook(cells=[new_code_cell(code)])
+    assert mln.leaked_lines(solution, mln.learner_version(solution)) == ["total = x.sum() * 2 + x.numel() - 1"]
+    fixed = new_notebook(cells=[new_code_cell(code.replace("hint: total = x.sum() * 2 + x.numel() - 1",
+                                                           "hint: twice the sum, plus the count less one"))])
+    assert mln.leaked_lines(fixed, mln.learner_version(fixed)) == []
+    leaky_cell = new_notebook(cells=[fixed.cells[0], new_markdown_cell("try `total = x.sum()  * 2 + x.numel() - 1`")])
+    assert mln.leaked_lines(leaky_cell, mln.learner_version(leaky_cell)) == ["total = x.sum() * 2 + x.numel() - 1"]

@@ -264,3 +264,19 @@ def test_logits_and_their_gradients_follow_the_measured_16_and_14_bytes_per_logi
     for precision, per_logit, embeddings, head_copy in (("fp32", 16, 12, 0), ("fp16", 14, 10, 2 * V * d)):
         p = predict_training_memory(tiny, seq_len=S, batch_size=B, precision=precision, device="cpu", optimizer="sgd")
         assert p["total"] - p["weights"] - embeddings * B * S * d - head_copy == per_logit * B * S * V
+
+
+def test_optimizer_state_bytes_counts_shared_8bit_maps_once():
+    """bitsandbytes gives every parameter the same two 256-entry quantisation maps: one allocation, counted once."""
+    import bitsandbytes as bnb
+    from utils.memory import optimizer_state_bytes
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Linear(256, 256))
+    opt = bnb.optim.AdamW8bit(model.parameters(), lr=1e-3, min_8bit_size=1)
+    model(torch.randn(4, 256)).sum().backward()
+    opt.step()
+    states = list(opt.state.values())
+    assert states[0]["qmap1"].data_ptr() == states[1]["qmap1"].data_ptr()           # shared, as bitsandbytes does
+    per_param = sum(s["state1"].numel() + s["state2"].numel() + 4 * (s["absmax1"].numel() + s["absmax2"].numel())
+                    for s in states)
+    assert optimizer_state_bytes(opt) == per_param + 2 * 256 * 4                      # + qmap1, qmap2 once

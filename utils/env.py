@@ -132,6 +132,8 @@ def versions() -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "-"
+    # torch's own version string carries the build ("+cu124", "+cpu"); pip metadata may not (PyPI's CUDA wheels)
+    out["torch"] = torch.__version__
     return out
 
 

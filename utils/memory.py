@@ -322,9 +322,17 @@ def saved_tensor_bytes(model: torch.nn.Module, autocast: contextlib.AbstractCont
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes held in the optimizer's state tensors (after at least one step: states are created lazily)."""
-    return sum(v.numel() * v.element_size() for state in optimizer.state.values()
-               for v in state.values() if torch.is_tensor(v))
+    """Bytes held in the optimizer's state tensors (after at least one step: states are created lazily).
+
+    A tensor shared between parameters is counted once: bitsandbytes' 8-bit optimizers give every parameter a
+    reference to the same two 256-entry quantisation maps (``qmap1``/``qmap2``), which are one allocation."""
+    seen, total = set(), 0
+    for state in optimizer.state.values():
+        for v in state.values():
+            if torch.is_tensor(v) and (key := (v.data_ptr(), v.dtype, v.numel())) not in seen:
+                seen.add(key)
+                total += v.numel() * v.element_size()
+    return total
 
 
 class MemoryBudgetError(RuntimeError):

@@ -53,6 +53,21 @@ def verdict(problems_of: Callable[..., list[str]], *args, success: str | Callabl
     return True
 
 
+def yours_or_reference(yours: Callable, reference: Callable, name: str, *probe_args, **probe_kwargs) -> Callable:
+    """The function the cells after an exercise should use: the learner's own — or, only while it is still the stub
+    (it raises ``NotImplementedError`` on ``probe_args``), the course's reference, saying so. A wrong answer is
+    used as it is: its consequences are part of the lesson."""
+    try:
+        yours(*probe_args, **probe_kwargs)
+    except NotImplementedError:
+        print(f"⏳ `{name}` is not written yet: the cells below use the course's reference instead.")
+        return reference
+    except Exception:  # noqa: BLE001 — a broken answer still gets used; its checker has said what is wrong
+        pass
+    print(f"Using your `{name}`.")
+    return yours
+
+
 def as_list(x) -> list[int]:
     """A tensor, array or sequence of ints as a plain list of ints."""
     return [int(v) for v in (x.tolist() if hasattr(x, "tolist") else x)]

@@ -101,33 +101,53 @@ def loss_scale_problems(next_loss_scale) -> list[str]:
 
 
 def finite_guard_problems(assert_finite) -> list[str]:
-    """``assert_finite(step, loss, model)`` raises FloatingPointError naming the step (and the first bad parameter)."""
-    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
-    for p in model.parameters():
-        p.grad = torch.ones_like(p)
+    """``assert_finite(step, loss, model, loss_scaling=False)`` raises FloatingPointError naming the step and the
+    culprit. Without loss scaling: a non-finite loss or gradient. With it (fp16 + GradScaler, the T4 path): an inf
+    gradient is routine — the scaler skips that step and lowers the scale — so only a non-finite loss or *weight*
+    (damage that got through) may stop the run."""
+    def model_with_grads():
+        m = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+        for p in m.parameters():
+            p.grad = torch.ones_like(p)
+        return m
+
+    def expect_raise(args, kwargs, must_name, missing_message):
+        try:
+            assert_finite(*args, **kwargs)
+        except FloatingPointError as e:
+            absent = [x for x in must_name if x not in str(e)]
+            return [f"name {' and '.join(repr(x) for x in must_name)} in the message, not only: {e}"] if absent else []
+        except NotImplementedError as e:
+            raise NotAttempted(f"your function is not implemented yet: {e}") from None
+        except TypeError as e:
+            return [f"it must accept loss_scaling=True/False: {e}"]
+        except Exception as e:  # noqa: BLE001
+            return [f"raise FloatingPointError, not {type(e).__name__}: {e}"]
+        return [missing_message]
+
+    model = model_with_grads()
     _, problem = attempt(assert_finite, 3, 0.5, model)
     if problem:
         return [f"a healthy step must pass silently, but {problem}"]
-    problems = []
-    try:
-        assert_finite(7, math.nan, model)
-        problems.append("a NaN loss at step 7 went through: raise FloatingPointError")
-    except FloatingPointError as e:
-        if "7" not in str(e):
-            problems.append(f"the message should name the step (7): {e}")
-    except NotImplementedError as e:
-        raise NotAttempted(f"your function is not implemented yet: {e}") from None
-    except Exception as e:  # noqa: BLE001
-        problems.append(f"raise FloatingPointError, not {type(e).__name__}")
+    problems = expect_raise((7, math.nan, model), {}, ["7"], "a NaN loss at step 7 went through: raise FloatingPointError")
     model[1].weight.grad[0, 1] = math.inf
-    try:
-        assert_finite(9, 0.5, model)
-        problems.append("an inf gradient in '1.weight' at step 9 went through: check every parameter's gradient too")
-    except FloatingPointError as e:
-        if "1.weight" not in str(e) or "9" not in str(e):
-            problems.append(f"name the step (9) and the first parameter with a non-finite gradient ('1.weight'): {e}")
-    except Exception as e:  # noqa: BLE001
-        problems.append(f"raise FloatingPointError, not {type(e).__name__}")
+    problems += expect_raise((9, 0.5, model), {}, ["9", "1.weight"],
+                             "an inf gradient in '1.weight' at step 9 went through (no loss scaling): check every "
+                             "parameter's gradient too")
+    # With a loss scaler the same inf gradient is an ordinary skipped step.
+    _, problem = attempt(assert_finite, 10, 0.5, model, loss_scaling=True)
+    if problem:
+        problems.append("with loss scaling an inf gradient is routine — GradScaler skips that step and lowers the "
+                        "scale — so the guard must let it through (raising kills healthy fp16 runs); check the "
+                        f"loss and the weights instead. Yours: {problem}")
+    problems += expect_raise((11, math.inf, model), {"loss_scaling": True}, ["11"],
+                             "with loss scaling an inf loss at step 11 went through: the loss is still checked")
+    broken = model_with_grads()
+    with torch.no_grad():
+        broken[0].bias[1] = math.nan
+    problems += expect_raise((12, 0.5, broken), {"loss_scaling": True}, ["12", "0.bias"],
+                             "with loss scaling a NaN weight in '0.bias' at step 12 went through: after a step, look "
+                             "at the weights — that is where damage a skipped step did not stop shows")
     return problems
 
 
@@ -227,7 +247,8 @@ def check_loss_scale(next_loss_scale) -> bool:
 def check_finite_guard(assert_finite) -> bool:
     """Print feedback on notebook 06's NaN/inf guard; True when right."""
     return verdict(finite_guard_problems, assert_finite,
-                   success="✅ NaN/inf in the loss or any gradient stops the run, naming the step and the parameter.")
+                   success="✅ The guard stops a broken run and names the step and the parameter — gradients without a "
+                           "loss scaler, weights with one (where inf gradients are routine skipped steps).")
 
 
 def check_group_norms(my_grad_norms) -> bool:
