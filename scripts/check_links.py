@@ -29,7 +29,9 @@ def documents(root: Path = ROOT) -> list[Path]:
     skip = {".venv", "build", "checkpoints", "node_modules", ".git", ".pytest_cache", ".whl"}   # ignored run outputs
     out = []
     for p in sorted(root.rglob("*")):
-        if p.suffix in (".md", ".ipynb") and not (set(p.relative_to(root).parts) & skip) and p.is_file():
+        parts = p.relative_to(root).parts
+        hidden = any(part.startswith(".") for part in parts[:-1])          # .venv*, .git, .pytest_cache, ...
+        if p.suffix in (".md", ".ipynb") and not hidden and not (set(parts) & skip) and p.is_file():
             out.append(p)
     return out
 
