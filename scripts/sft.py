@@ -174,6 +174,11 @@ def main(argv: list[str] | None = None) -> list[float]:
     if accelerator.is_main_process:
         print(f"loss {losses[0]:.4f} → {losses[-1]:.4f} in {args.max_steps} steps, {time.perf_counter() - start:.1f} s")
     accelerator.end_training()
+    if torch.distributed.is_initialized():
+        # Tear the process group down while every process is still alive and in step: left to interpreter exit,
+        # a gloo group can hang there now and then (pytorch/pytorch#75097), after all the work is done.
+        accelerator.wait_for_everyone()
+        torch.distributed.destroy_process_group()
     return losses
 
 
