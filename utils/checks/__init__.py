@@ -6,7 +6,8 @@ tests call it) and ``check_<name>(...)`` (prints the verdict, returns True/False
 ``from utils.checks import check_x``.
 """
 from .feedback import NotAttempted, yours_or_reference
-from .nb01 import check_prompt_mask, prompt_mask_problems
+from .nb01 import (LABEL_BUILDERS, check_label_diagnosis, check_prompt_mask, label_diagnosis_problems,
+                   prompt_mask_problems)
 from .nb02 import FORUM_ROWS, check_forum_converter, forum_converter_problems
 from .nb03 import (assistant_mask_problems, check_assistant_mask, check_last_turn_template,
                    last_turn_template_problems)
