@@ -1,4 +1,4 @@
-"""Tests of the checkers for notebook 02: the forum converter checker."""
+"""Tests of the checkers for notebook 02: the forum converter and the "which filter removed it?" diagnosis."""
 
 from utils.checks import FORUM_ROWS, check_forum_converter, forum_converter_problems
 from utils.schema import DataFormatError
@@ -79,3 +79,75 @@ def test_forum_meta_and_id():
     assert any("id should be 'forum-0'" in p for p in problems)
     assert any("meta['votes'] should be 30" in p for p in problems)
     assert len(FORUM_ROWS) == 4
+
+
+# ------------------------------------------------------------------ which filter removed it? (diagnosis)
+import pytest  # noqa: E402
+
+from utils.checks import (FILTER_CASES, check_filter_diagnosis, filter_case_outcomes,  # noqa: E402
+                          filter_diagnosis_problems)
+
+RIGHT = {"A": "kept", "B": "empty", "C": "exact_duplicate", "D": "kept", "E": "kept", "F": "kept", "G": "near_duplicate"}
+
+
+def test_answer_key_is_what_the_filters_do():
+    """The key is computed by the course's own functions; pin it so a change of rule is noticed here."""
+    assert filter_case_outcomes() == RIGHT
+    prompt_only = filter_case_outcomes(check_replies=False)
+    assert prompt_only == {**RIGHT, "E": "near_duplicate"}          # the reply check is what saves E
+    assert [r["id"] for r in FILTER_CASES] == list("ABCDEFG")
+
+
+def test_diagnosis_right_answer_passes(capsys):
+    assert filter_diagnosis_problems(RIGHT, "E") == []
+    assert check_filter_diagnosis(RIGHT, "E") is True
+    assert "✅" in capsys.readouterr().out
+
+
+def test_diagnosis_placeholder_is_not_attempted(capsys):
+    assert check_filter_diagnosis({k: None for k in RIGHT}, None) is False
+    assert "Not attempted" in capsys.readouterr().out
+
+
+#: The likely wrong answers: (record, wrong guess, words the feedback must contain to name the mistake).
+WRONG_PREDICTIONS = [
+    ("A", "exact_duplicate", "keeps the first of each pair"),                 # both copies thought removed
+    ("F", "near_duplicate", "keeps the first of each pair"),
+    ("B", "kept", "<nooutput>"),                                            # <nooutput> is not an answer
+    ("B", "over_length", "no record here is over-long"),
+    ("C", "near_duplicate", "removes C before the near-duplicate filter"),  # normalisation makes it exact
+    ("C", "kept", "filter 3 removes the later copy"),
+    ("E", "near_duplicate", "the reply check keeps it"),                    # same template, different task
+    ("G", "exact_duplicate", "compares prompt *and* reply"),                # prompts differ
+    ("G", "kept", "filter 4 removes the later one"),
+    ("D", "dup", "is not one of"),                                          # a label that does not exist
+]
+
+
+@pytest.mark.parametrize("cid, guess, named", WRONG_PREDICTIONS, ids=[f"{c}-{g}" for c, g, _ in WRONG_PREDICTIONS])
+def test_diagnosis_wrong_prediction_names_the_mistake(cid, guess, named):
+    problems = filter_diagnosis_problems({**RIGHT, cid: guess}, "E")
+    assert len(problems) == 1 and problems[0].startswith(f"{cid}:") and named in problems[0], problems
+
+
+WRONG_MISTAKES = [
+    ("G", "removing it is right"),          # a true near-duplicate
+    ("D", "first of its pair"),             # the filter removes the later record
+    ("C", "filter 3 removes it first"),     # never reaches the near-duplicate filter
+    ("B", "filter 1 removes it first"),
+    ("Q", "there is no record 'Q'"),
+]
+
+
+@pytest.mark.parametrize("mistake, named", WRONG_MISTAKES, ids=[m for m, _ in WRONG_MISTAKES])
+def test_diagnosis_wrong_prompt_only_mistake_names_the_mistake(mistake, named):
+    problems = filter_diagnosis_problems(RIGHT, mistake)
+    assert len(problems) == 1 and problems[0].startswith("PROMPT_ONLY_MISTAKE") and named in problems[0], problems
+
+
+def test_diagnosis_missing_and_unknown_answers():
+    partial = {k: v for k, v in RIGHT.items() if k != "D"}
+    problems = filter_diagnosis_problems({**partial, "Z": "kept"}, None)
+    assert any(p.startswith("D: no prediction yet") for p in problems)
+    assert any("no record is called 'Z'" in p for p in problems)
+    assert any(p.startswith("PROMPT_ONLY_MISTAKE: which record") for p in problems)

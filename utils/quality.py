@@ -78,7 +78,7 @@ def minhash_signatures(hashes: Sequence[np.ndarray], num_perm: int = 128, seed: 
 
 
 def near_duplicates(texts: Sequence[str], n: int = 3, threshold: float = 0.7, *, bands: int = 32, rows: int = 4,
-                    max_bucket: int = 1000, seed: int = 0) -> list[tuple[int, int, float]]:
+                    max_bucket: int = 1000, seed: int = 0, return_stats: bool = False, progress: bool = False):
     """Pairs of texts whose word n-gram sets have Jaccard similarity ≥ ``threshold``.
 
     Comparing all n²/2 pairs is out of reach for a corpus of 100 000 prompts, so candidates come from
@@ -91,11 +91,21 @@ def near_duplicates(texts: Sequence[str], n: int = 3, threshold: float = 0.7, *,
     with the small probability above). Buckets larger than ``max_bucket`` (texts that share a band
     with hundreds of others: boilerplate) do not create candidates. Texts without words are skipped.
 
-    Returns ``(i, j, similarity)`` with ``i < j``, most similar first.
+    Returns ``(i, j, similarity)`` with ``i < j``, most similar first. With ``return_stats=True``,
+    ``(pairs, stats)``: ``stats`` counts the texts compared, those skipped (no words), the candidate pairs
+    LSH proposed, how many of them the exact check kept (``confirmed``; ``confirmed / candidates`` is the
+    precision of the LSH stage), and the buckets too large to use. ``progress=True`` shows a progress bar
+    while the signatures are computed (the slow part: about 25 s for 200 000 prompts of 41 words on
+    average on a 2-core CPU).
     """
-    hashes = [_gram_hashes(t, n) for t in texts]
+    iterator = texts
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(texts, desc="MinHash signatures", total=len(texts))
+    hashes = [_gram_hashes(t, n) for t in iterator]
     signatures = minhash_signatures(hashes, bands * rows, seed)
     candidates: set[tuple[int, int]] = set()
+    oversized = 0
     for band in range(bands):
         buckets = defaultdict(list)
         for i, row in enumerate(signatures[:, band * rows:(band + 1) * rows]):
@@ -104,13 +114,25 @@ def near_duplicates(texts: Sequence[str], n: int = 3, threshold: float = 0.7, *,
         for ids in buckets.values():
             if 1 < len(ids) <= max_bucket:
                 candidates.update((a, b) for k, a in enumerate(ids) for b in ids[k + 1:])
+            elif len(ids) > max_bucket:
+                oversized += 1
     pairs = []
     for i, j in candidates:
         common = len(np.intersect1d(hashes[i], hashes[j], assume_unique=True))
         similarity = common / (len(hashes[i]) + len(hashes[j]) - common)
         if similarity >= threshold:
             pairs.append((i, j, similarity))
-    return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))
+    pairs = sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))
+    if not return_stats:
+        return pairs
+    stats = {"texts": len(texts), "without_words": sum(not len(h) for h in hashes), "candidates": len(candidates),
+             "confirmed": len(pairs), "oversized_buckets": oversized}
+    return pairs, stats
+
+
+def lsh_find_probability(similarity, bands: int = 32, rows: int = 4):
+    """The chance that LSH proposes a pair of the given Jaccard similarity: 1 − (1 − J^rows)^bands."""
+    return 1 - (1 - np.asarray(similarity, dtype=float) ** rows) ** bands
 
 
 def split_records(records: Sequence[dict], fractions: Sequence[float] = (0.85, 0.05, 0.10),

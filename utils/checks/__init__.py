@@ -8,10 +8,12 @@ tests call it) and ``check_<name>(...)`` (prints the verdict, returns True/False
 from .feedback import NotAttempted, yours_or_reference
 from .nb01 import (LABEL_BUILDERS, check_label_diagnosis, check_prompt_mask, label_diagnosis_problems,
                    prompt_mask_problems)
-from .nb02 import FORUM_ROWS, check_forum_converter, forum_converter_problems
+from .nb02 import (FILTER_CASES, FILTER_OUTCOMES, FORUM_ROWS, check_filter_diagnosis, check_forum_converter,
+                   filter_case_outcomes, filter_diagnosis_problems, forum_converter_problems)
 from .nb03 import (assistant_mask_problems, check_assistant_mask, check_last_turn_template,
                    last_turn_template_problems)
-from .nb04 import check_collate_labels, check_perplexity, collate_labels_problems, perplexity_problems
+from .nb04 import (check_schedule_match, check_truncation_prediction, schedule_match_problems,
+                   truncation_prediction_problems)
 from .nb05 import (check_lora_config, check_memory_savers, check_param_count, check_precision_choice,
                    check_save_reload, check_static_memory, check_validation_loss, lora_config_problems,
                    memory_savers_problems, param_count_problems, precision_choice_problems, save_reload_problems,
