@@ -330,3 +330,125 @@ def test_usable_pairs_leaves_room_for_the_answer(gpt2_tok):
     kept, dropped = usable_pairs([{"prompt": history + q, "chosen": answer, "rejected": " Five."}], gpt2_tok,
                                  max_length=48, max_prompt=32)
     assert sum(dropped.values()) == 0 and kept[0]["prompt"] == q
+
+
+# --------------------------------------------------------------------------- decoding settings and the chat playground
+def test_decoding_kwargs_mean_what_they_say():
+    from utils.chat import decoding_kwargs
+    assert decoding_kwargs() == {"do_sample": False}                                   # greedy by default
+    assert decoding_kwargs(repetition_penalty=1.3) == {"do_sample": False, "repetition_penalty": 1.3}
+    assert decoding_kwargs(temperature=0.0, top_p=0.5) == {"do_sample": False}         # greedy ignores top-p
+    # sampling always states top_k, or generate() would silently apply its default top_k=50
+    assert decoding_kwargs(temperature=0.7, top_p=0.9) == {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "top_k": 0}
+    assert decoding_kwargs(temperature=1.0, top_k=40)["top_k"] == 40
+    for bad, match in [(dict(temperature=-0.1), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p"),
+                       (dict(repetition_penalty=0.0), "repetition_penalty"), (dict(top_k=-1), "top_k")]:
+        with pytest.raises(ValueError, match=match):
+            decoding_kwargs(**bad)
+
+
+@pytest.fixture(scope="module")
+def tiny_chat():
+    from utils.models import load_gpt2_tokenizer, tiny_gpt2
+    tok = load_gpt2_tokenizer()
+    model = tiny_gpt2(tok, seed=0)                       # n_positions = 256
+    add_chat_tokens(tok, model)
+    return model.eval(), tok
+
+
+def test_decoding_kwargs_drive_generate(tiny_chat):
+    """Through the real generate(): greedy is the default; a nucleus of ~one token is greedy again; seeds reproduce."""
+    import torch
+
+    from utils.chat import decoding_kwargs, reply_ids
+    model, tok = tiny_chat
+    msgs = [{"role": "user", "content": "Hello there"}]
+    greedy = reply_ids(model, tok, msgs, max_new_tokens=8)
+    assert reply_ids(model, tok, msgs, max_new_tokens=8, **decoding_kwargs()) == greedy
+    assert reply_ids(model, tok, msgs, max_new_tokens=8, **decoding_kwargs(temperature=1.0, top_p=1e-6)) == greedy
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        runs.append(reply_ids(model, tok, msgs, max_new_tokens=8, **decoding_kwargs(temperature=1.5)))
+    assert runs[0] == runs[1]
+    penalised = reply_ids(model, tok, msgs, max_new_tokens=8, **decoding_kwargs(repetition_penalty=1.5))
+    assert len(penalised) == 8
+
+
+def test_chat_session_trims_keeps_system_and_resets(tiny_chat):
+    from utils.chat import ChatSession, context_window
+    model, tok = tiny_chat
+    s = ChatSession(model, tok, system="Be brief.", max_new_tokens=8)
+    assert s.messages == [{"role": "system", "content": "Be brief."}] and s.notice == ""
+    reply = s.send("Hi")
+    assert s.messages[1:] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": reply}]
+    assert s.notice == ""
+    long = "Some background you should keep in mind. " * 8                      # ~70 tokens
+    for k in range(10):
+        s.send(f"Message {k}. {long}")
+        if s.notice:
+            break
+    assert s.notice and "dropped" in s.notice and f"{context_window(model)}-token" in s.notice
+    assert s.messages[0] == {"role": "system", "content": "Be brief."}
+    assert s.messages[1]["content"] != "Hi" and s.messages[-2]["content"].startswith(f"Message {k}.")
+    assert len(render(s.messages[:-1], tok, add_generation_prompt=True)[0]) <= context_window(model) - 8
+    before = list(s.messages)
+    with pytest.raises(ValueError, match="shorten"):
+        s.send("word " * 400)                                                 # alone longer than the window
+    assert s.messages == before                                               # history unchanged on failure
+    s.reset()
+    assert s.messages == [{"role": "system", "content": "Be brief."}] and s.notice == ""
+    assert ChatSession(model, tok, system=None).messages == []
+    with pytest.raises(ValueError, match="top_p"):
+        ChatSession(model, tok, top_p=0)
+
+
+def test_chat_session_say_prints_transcript(tiny_chat, capsys):
+    from utils.chat import ChatSession
+    model, tok = tiny_chat
+    reply = ChatSession(model, tok, max_new_tokens=4).say("Hi", temperature=0.8, top_p=0.9)
+    out = capsys.readouterr().out
+    assert out.startswith("you: Hi\nbot: ") and reply in out
+
+
+def test_playground_falls_back_to_text_without_a_frontend(tiny_chat, capsys):
+    from utils.chat import ChatSession, chat_playground, has_widget_frontend
+    model, tok = tiny_chat
+    assert has_widget_frontend() is False                                     # pytest: no kernel
+    assert chat_playground(ChatSession(model, tok)) is None
+    assert 'session.say("your message")' in capsys.readouterr().out
+
+
+def test_playground_widgets_send_and_reset(tiny_chat, monkeypatch):
+    """The widget version, driven by clicks: Send uses the sliders' settings, Reset forgets the chat."""
+    import IPython.display
+
+    import utils.chat as chat_mod
+    model, tok = tiny_chat
+    monkeypatch.setattr(chat_mod, "has_widget_frontend", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: None)
+    s = chat_mod.ChatSession(model, tok, max_new_tokens=8)
+    ui = chat_mod.chat_playground(s)
+    log, (box, send, reset), temperature, top_p, penalty, max_new = ui.children[0], ui.children[1].children, *ui.children[2:]
+    assert (temperature.value, top_p.value, penalty.value, max_new.value) == (0.0, 1.0, 1.0, 8)
+    assert max_new.max <= 256 // 2                                            # never more than half the window
+    box.value = "Hello"
+    send.click()
+    assert box.value == "" and [m["role"] for m in s.messages] == ["system", "user", "assistant"]
+    box.value = "   "
+    send.click()                                                              # blank: nothing sent
+    assert len(s.messages) == 3
+    reset.click()
+    assert [m["role"] for m in s.messages] == ["system"]
+
+
+def test_mask_view_sets_text_colour_for_dark_themes():
+    """Notebook 03's viewer: every token span and legend swatch sets both its text colour and its background."""
+    import re
+
+    from utils.plotting import MaskView
+    html = MaskView(["<|im_start|>", "user", "Hi", "<|im_end|>"], [0, 0, 1, 1], title="t")._repr_html_()
+    styles = re.findall(r'<span style="([^"]*)"', html)
+    assert len(styles) == 4 + 2
+    assert all("background:" in s and re.search(r"(^|;)color:", s) for s in styles), styles
+    assert "supervised" in html and "context" in html                         # the legend names both kinds

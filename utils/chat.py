@@ -2,7 +2,8 @@
 
 Notebook 02 introduces the instruction templates (:data:`ALPACA`, :data:`GPT2_SFT`) and their adapters
 (:func:`to_prompt_completion`, :func:`to_text`); notebook 03 adds the ChatML template for multi-turn
-conversations (:func:`render`, :func:`encode_conversation`, :func:`chat`); notebook 04 tokenises single
+conversations (:func:`render`, :func:`encode_conversation`, :func:`chat`) and the chat playground
+(:func:`decoding_kwargs`, :class:`ChatSession`, :func:`chat_playground`); notebook 04 tokenises single
 exchanges with :func:`encode_instruction`; notebook 07 writes preference pairs as text (:func:`preference_text`) and
 fits them to a context (:func:`fit_prompt`, :func:`usable_pairs`: prompts cut by whole rounds, bad pairs counted).
 
@@ -128,9 +129,13 @@ def add_chat_tokens(tokenizer, model=None):
 
     As special tokens the markers are one id each, can never be produced by ordinary text, and
     give generation a single id to stop at. The price: two new embedding rows, which the model
-    must learn. ``resize_token_embeddings(mean_resizing=True)`` starts them at the average of
-    the existing embeddings (drawn around their mean with their covariance) rather than at
-    random, so their first logits are ordinary instead of extreme. Returns ``(im_start_id, im_end_id)``.
+    must learn. ``resize_token_embeddings(mean_resizing=True)`` starts them at the average ``mu`` of
+    the existing embeddings: transformers draws them from ``N(mu, 1e-9 * Sigma)`` (``Sigma`` the
+    embeddings' covariance), so they sit within about ``sqrt(1e-9) ~ 3e-5`` of a typical row's distance
+    from ``mu``. GPT-2 ties its LM head to the embedding matrix, so the same two rows also score the new
+    tokens as outputs; at the mean, a new token's logit ``h . mu`` is the average of the old tokens' logits,
+    so (Jensen) its probability starts at most ``1/50257`` instead of possibly dominating (Hewitt, 2021,
+    https://nlp.stanford.edu/~johnhew/vocab-expansion.html). Returns ``(im_start_id, im_end_id)``.
     """
     tokenizer.add_special_tokens({"additional_special_tokens": [IM_START, IM_END]})
     tokenizer.chat_template = CHATML_TEMPLATE
@@ -271,6 +276,149 @@ def chat(model, tokenizer, messages, max_new_tokens: int = 64, **generate_kwargs
     if new and new[-1] == im_end:
         new = new[:-1]
     return tokenizer.decode(new)
+
+
+# --------------------------------------------------------------------------- decoding and the chat playground
+def decoding_kwargs(temperature: float = 0.0, top_p: float = 1.0, repetition_penalty: float = 1.0,
+                    top_k: int = 0) -> dict:
+    """``generate`` keyword arguments that mean exactly what they say (for :func:`chat`, :func:`reply_ids`).
+
+    - ``temperature == 0``: greedy decoding (``do_sample=False``); ``top_p`` and ``top_k`` are then ignored.
+    - ``temperature > 0``: sampling from ``softmax(logits / temperature)``, cut to the ``top_k`` most probable
+      tokens (``0`` = no cut) and then to the smallest set whose probability reaches ``top_p``. ``top_k`` is
+      always passed: ``generate`` would otherwise apply its default ``top_k=50`` behind your back.
+    - ``repetition_penalty`` (CTRL, Keskar et al. 2019; ``1.0`` = off) divides the positive logits, and
+      multiplies the negative ones, of every token id already in the sequence — in transformers the prompt
+      included, so also ``<|im_end|>`` and the role names of earlier turns.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if repetition_penalty <= 0:
+        raise ValueError(f"repetition_penalty must be > 0 (1.0 = off), got {repetition_penalty}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
+    kwargs: dict = {"do_sample": temperature > 0}
+    if temperature > 0:
+        kwargs.update(temperature=float(temperature), top_p=float(top_p), top_k=int(top_k))
+    if repetition_penalty != 1.0:
+        kwargs["repetition_penalty"] = float(repetition_penalty)
+    return kwargs
+
+
+class ChatSession:
+    """A conversation with a model as a chat window keeps it: the system prompt, then the exchanges so far.
+
+    :meth:`send` adds the user's message, drops the oldest exchanges when the history no longer fits the
+    context window together with ``max_new_tokens`` (:func:`trim_history`; the system prompt always stays),
+    generates the reply with :func:`decoding_kwargs` settings and stores it. ``notice`` says what the last
+    call dropped ("" when nothing); :meth:`reset` starts over. :meth:`say` is the plain-text front-end.
+    """
+
+    def __init__(self, model, tokenizer, system: str | None = "You are a helpful assistant.",
+                 max_new_tokens: int = 64, **decoding):
+        self.model, self.tokenizer, self.system = model, tokenizer, system
+        self.max_new_tokens = max_new_tokens
+        self.settings = dict(temperature=0.0, top_p=1.0, repetition_penalty=1.0)
+        self.settings.update(decoding)
+        decoding_kwargs(**self.settings)                   # fail early on a bad setting
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the conversation; keep the system prompt and the settings."""
+        self.messages: list[dict] = [{"role": "system", "content": self.system}] if self.system else []
+        self.notice = ""
+
+    def send(self, text: str, max_new_tokens: int | None = None, **decoding) -> str:
+        """The model's reply to ``text`` given the history; both are added to the history.
+
+        ``decoding`` (``temperature``, ``top_p``, ``repetition_penalty``, ``top_k``) overrides the session's
+        settings for this call. Raises ``ValueError`` (history unchanged) if the message alone is too long.
+        """
+        max_new_tokens = max_new_tokens or self.max_new_tokens
+        kwargs = decoding_kwargs(**{**self.settings, **decoding})
+        window = context_window(self.model)
+        turn = {"role": "user", "content": text}
+        kept = trim_history(self.messages + [turn], self.tokenizer, window - max_new_tokens)
+        dropped = len(self.messages) + 1 - len(kept)
+        self.notice = (f"(history trimmed: the {dropped} oldest messages were dropped to fit the {window}-token "
+                       f"context window with {max_new_tokens} new tokens; the system prompt stays)" if dropped else "")
+        reply = chat(self.model, self.tokenizer, kept, max_new_tokens=max_new_tokens, **kwargs)
+        self.messages = kept + [{"role": "assistant", "content": reply}]
+        return reply
+
+    def say(self, text: str, **settings) -> str:
+        """:meth:`send`, printed as a transcript line (the playground without widgets)."""
+        reply = self.send(text, **settings)
+        print(f"you: {text}\nbot: {reply}" + (f"\n{self.notice}" if self.notice else ""))
+        return reply
+
+
+def has_widget_frontend() -> bool:
+    """True inside a Jupyter kernel (Colab, JupyterLab, VS Code) with ipywidgets installed; False in a script or
+    a terminal IPython, where widgets cannot be drawn and the playground falls back to :meth:`ChatSession.say`."""
+    try:
+        import ipywidgets  # noqa: F401
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def chat_playground(session: ChatSession, force_text: bool = False):
+    """A chat window for ``session``: message box, Send and Reset buttons, decoding controls.
+
+    Temperature 0 means greedy. Returns the widget (displayed) where a front-end can draw it; otherwise
+    prints how to chat in plain text (``session.say("...")``) and returns None. Each reply is followed
+    by the session's trimming notice when the history was cut to fit the context window.
+    """
+    if force_text or not has_widget_frontend():
+        print("No widget front-end here: chat in plain text with session.say(\"your message\") "
+              "(keywords: temperature=0.0 for greedy, top_p, repetition_penalty, max_new_tokens); "
+              "session.reset() starts over.")
+        return None
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    s = session.settings
+    style = {"description_width": "150px"}
+    layout = widgets.Layout(width="420px")
+    temperature = widgets.FloatSlider(value=s["temperature"], min=0.0, max=1.5, step=0.05, layout=layout, style=style,
+                                      description="temperature (0=greedy)")
+    top_p = widgets.FloatSlider(value=s["top_p"], min=0.05, max=1.0, step=0.05, description="top-p", layout=layout,
+                                style=style)
+    penalty = widgets.FloatSlider(value=s["repetition_penalty"], min=1.0, max=2.0, step=0.05, layout=layout,
+                                  style=style, description="repetition penalty")
+    window = context_window(session.model)
+    max_new = widgets.IntSlider(value=session.max_new_tokens, min=8, max=max(8, min(512, window // 2)), step=8,
+                                description="max new tokens", layout=layout, style=style)
+    box = widgets.Text(placeholder="Type a message, then Send", layout=widgets.Layout(width="420px"))
+    send, reset, log = widgets.Button(description="Send"), widgets.Button(description="Reset"), widgets.Output()
+
+    def on_send(_):
+        text, box.value = box.value, ""
+        if not text.strip():
+            return
+        with log:
+            try:
+                session.say(text, max_new_tokens=max_new.value, temperature=temperature.value, top_p=top_p.value,
+                            repetition_penalty=penalty.value)
+            except ValueError as err:                      # a message longer than the window: say so, keep going
+                print(f"not sent: {err}")
+
+    def on_reset(_):
+        session.reset()
+        log.clear_output()
+        with log:
+            print("(conversation reset; the system prompt stays)")
+
+    send.on_click(on_send)
+    reset.on_click(on_reset)
+    ui = widgets.VBox([log, widgets.HBox([box, send, reset]), temperature, top_p, penalty, max_new])
+    display(ui)
+    return ui
 
 
 def encode_instruction(record: dict, tokenizer, template: PromptTemplate = GPT2_SFT) -> dict:

@@ -70,19 +70,26 @@ class MaskView:
     def __repr__(self) -> str:
         return self.text()
 
+    #: Explicit text *and* background colours for every span, so the viewer reads the same in light and dark
+    #: themes (Colab's dark theme would otherwise draw its light default text on these light backgrounds).
+    SUPERVISED_STYLE = "background:#b7e4c7;color:#081c15;border:1px solid #2d6a4f"
+    CONTEXT_STYLE = "background:#e9ecef;color:#343a40;border:1px solid #adb5bd"
+
     def _repr_html_(self) -> str:
         spans = []
         for t, m in zip(self.tokens, self.mask):
             shown = html.escape(t).replace("\n", "↵<br>")
-            style = ("background:#b7e4c7;border:1px solid #2d6a4f" if m
-                     else "background:#eeeeee;border:1px solid #cccccc;color:#555")
+            style = self.SUPERVISED_STYLE if m else self.CONTEXT_STYLE
             spans.append(f'<span style="{style};border-radius:3px;padding:0 1px;margin:1px;'
                          f'white-space:pre-wrap;font-family:monospace">{shown}</span>')
         n = sum(self.mask)
         head = f"<b>{html.escape(self.title)}</b><br>" if self.title else ""
+        swatch = "border-radius:3px;padding:0 4px;font-family:monospace"
         legend = (f'<div style="font-size:smaller;margin-top:4px">'
-                  f'<span style="background:#b7e4c7">green</span> = supervised ({n} of {len(self.tokens)} '
-                  f'tokens), <span style="background:#eeeeee">grey</span> = label -100</div>')
+                  f'<span style="{self.SUPERVISED_STYLE};{swatch}">supervised</span> = a target of the loss '
+                  f'({n} of {len(self.tokens)} tokens) &nbsp; '
+                  f'<span style="{self.CONTEXT_STYLE};{swatch}">context</span> = label -100, read but not '
+                  f'trained on</div>')
         return f'<div style="line-height:1.9">{head}{"".join(spans)}{legend}</div>'
 
 

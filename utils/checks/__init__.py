@@ -10,8 +10,10 @@ from .nb01 import (LABEL_BUILDERS, check_label_diagnosis, check_prompt_mask, lab
                    prompt_mask_problems)
 from .nb02 import (FILTER_CASES, FILTER_OUTCOMES, FORUM_ROWS, check_filter_diagnosis, check_forum_converter,
                    filter_case_outcomes, filter_diagnosis_problems, forum_converter_problems)
-from .nb03 import (assistant_mask_problems, check_assistant_mask, check_last_turn_template,
-                   last_turn_template_problems)
+from .nb03 import (NEVER_STOPS_TEMPLATE, TOY_NEXT_TOKEN, TOY_TEMPERATURE, TOY_TOP_P, assistant_mask_problems,
+                   check_assistant_mask, check_decoding_prediction, check_last_turn_template, check_never_stops,
+                   decoding_prediction_answers, decoding_prediction_problems, last_turn_template_problems,
+                   never_stops_problems)
 from .nb04 import (check_schedule_match, check_truncation_prediction, schedule_match_problems,
                    truncation_prediction_problems)
 from .nb05 import (check_lora_config, check_memory_savers, check_param_count, check_precision_choice,
