@@ -3,7 +3,7 @@
 Usage: python scripts/colab_gpu_check.py [NOTEBOOK ...] [--fast] [--out build/colab_gpu_check]
 
 NOTEBOOK is a number ("01", "5") or a path to an .ipynb; none means all seven, in order, with the
-solution notebooks for the code challenges 05 and 06 (the learner notebooks stop at their first exercise).
+solution notebooks for the code challenges 05 and 06 (the learner notebooks leave every exercise unsolved).
 Each notebook runs in its own ``python -m pytest --nbval-lax --nbval-current-env`` process, in full mode
 (``COURSE_FAST`` unset: the real models from the Hub) unless ``--fast`` (tiny model, shipped data, offline).
 

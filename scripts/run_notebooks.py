@@ -4,7 +4,7 @@ Usage: python scripts/run_notebooks.py [NOTEBOOK ...] [--out build]
 
 Without arguments runs every lesson ``notebooks/NN_*.ipynb`` in order; for a code challenge it
 runs the solution notebook (``notebooks/solutions/NN_*_solution.ipynb``) in place of the learner
-notebook, which stops at its first exercise by design. Executed copies (with outputs) go to
+notebook, whose exercises are unsolved (it runs too, printing "not attempted" and using the course's references). Executed copies (with outputs) go to
 ``build/``; the committed notebooks are never modified. Exits non-zero if any notebook fails.
 The caller sets the mode (``make run`` exports COURSE_FAST=1 and the offline variables).
 """

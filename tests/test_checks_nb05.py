@@ -74,3 +74,78 @@ def test_save_reload_catches_a_model_that_was_not_reloaded(tmp_path):
         model.save_pretrained(directory)
         return make_base()
     assert "logits differ" in checks.save_reload_problems(onto_base_without_adapter, tmp_path / "b")[-1]
+
+
+# --------------------------------------------------------------------------- predict, then measure
+def _right_memory(shape, B, S):
+    return sum(checks.forward_end_parts(shape, B, S).values()) / 2**30
+
+
+def _formula_memory(shape, B, S):
+    """What a learner writes from section 2's tables (the CPU fp32 per-block formula): within the tolerance."""
+    N, L, d, a, V = shape.n_params, shape.n_layer, shape.n_embd, shape.n_head, shape.vocab_size
+    return (4 * N + 2 * N + L * (120 * B * S * d + 12 * B * a * S * S) + 4 * B * S * V) / 2**30
+
+
+def test_memory_prediction_accepts_the_formula_and_the_exact_count():
+    assert checks.memory_prediction_problems(_right_memory) == []
+    assert checks.memory_prediction_problems(_formula_memory) == []
+
+
+def _with(change):
+    def predict(shape, B, S):
+        from utils.memory import activation_memory
+        N = shape.n_params
+        parts = {"weights": 4 * N, "optimizer": 2 * N, "activations": activation_memory(shape, seq_len=S, batch_size=B)}
+        return change(parts, shape, B, S)
+    return predict
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("mistake,change", [
+    ("left out the optimizer state", lambda p, sh, B, S: (p["weights"] + p["activations"]) / 2**30),
+    ("fp16 weights", lambda p, sh, B, S: (p["weights"] / 2 + p["optimizer"] + p["activations"]) / 2**30),
+    ("added the gradients", lambda p, sh, B, S: (2 * p["weights"] + p["optimizer"] + p["activations"]) / 2**30),
+    ("AdamW's fp32 moments", lambda p, sh, B, S: (p["weights"] + 4 * p["optimizer"] + p["activations"]) / 2**30),
+    ("left out the activations", lambda p, sh, B, S: (p["weights"] + p["optimizer"]) / 2**30),
+    ("log-probabilities", lambda p, sh, B, S: (sum(p.values()) - 4 * B * S * sh.vocab_size) / 2**30),
+    ("activations in 2 bytes", lambda p, sh, B, S: (p["weights"] + p["optimizer"] + p["activations"] / 2) / 2**30),
+    ("10⁹ (GB)", lambda p, sh, B, S: sum(p.values()) / 1e9),
+    ("not bytes", lambda p, sh, B, S: float(sum(p.values()))),
+    ("not MiB", lambda p, sh, B, S: sum(p.values()) / 2**20),
+])
+def test_memory_prediction_names_each_likely_mistake(mistake, change):
+    problems = checks.memory_prediction_problems(_with(change))
+    assert problems and any(mistake in p for p in problems), problems
+
+
+def test_memory_prediction_names_a_forgotten_batch_and_one_block():
+    from utils.memory import activation_memory
+    one_seq = _with(lambda p, sh, B, S: (p["weights"] + p["optimizer"] + activation_memory(sh, seq_len=S)) / 2**30)
+    assert any("one sequence" in p for p in checks.memory_prediction_problems(one_seq))
+    one_block = _with(lambda p, sh, B, S: (p["weights"] + p["optimizer"] + 120 * B * S * sh.n_embd
+                                           + 12 * B * sh.n_head * S * S + 4 * B * S * sh.vocab_size) / 2**30)
+    assert any("one block" in p for p in checks.memory_prediction_problems(one_block))
+
+
+def test_memory_prediction_against_a_measurement_states_the_tolerance():
+    from utils.memory import GPT2_LARGE
+    measured = dict(shape=GPT2_LARGE, batch_size=1, seq_len=128, bytes=int(_right_memory(GPT2_LARGE, 1, 128) * 2**30 * 0.97))
+    assert checks.memory_prediction_problems(_formula_memory, measured) == []       # a GPU's −3 %: still right
+    wrong = _with(lambda p, sh, B, S: (p["weights"] + p["activations"]) / 2**30)
+    problems = checks.memory_prediction_problems(wrong, measured)
+    assert len(problems) == 1 and "measured" in problems[0] and "±5%" in problems[0] and "optimizer state" in problems[0]
+    with pytest.raises(checks.NotAttempted):
+        checks.memory_prediction_problems(lambda *a: (_ for _ in ()).throw(NotImplementedError("nudge")), measured)
+
+
+def test_references_pass_their_own_checkers(tmp_path):
+    """The fallbacks the notebook uses for a skipped stub are right answers."""
+    assert checks.param_count_problems(checks.count_params_reference) == []
+    assert checks.static_memory_problems(checks.static_memory_reference) == []
+    assert checks.lora_config_problems(checks.lora_config_reference) == []
+    assert checks.memory_savers_problems(checks.add_memory_savers_reference) == []
+    assert checks.validation_loss_problems(checks.validation_loss_reference) == []
+    assert checks.save_reload_problems(checks.save_and_reload_reference, tmp_path) == []

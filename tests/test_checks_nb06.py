@@ -77,17 +77,6 @@ def test_finite_guard_checker_rejects_a_guard_that_kills_fp16_runs():
     assert any("loss_scaling" in p for p in checks.finite_guard_problems(no_parameter))
 
 
-def test_group_norm_checker_catches_sum_of_norms():
-    from utils.training import model_part
-
-    def sum_of_norms(model):
-        out = {}
-        for name, p in model.named_parameters():
-            out[model_part(name)] = out.get(model_part(name), 0.0) + float(p.grad.norm())
-        return out
-    assert any("sum of the per-tensor norms" in p for p in checks.group_norm_problems(sum_of_norms))
-
-
 def test_flops_checker_catches_forward_only():
     assert "forward pass only" in checks.flops_problems(lambda n, L, T, d: 2 * n + 2 * L * T * d)[0]
 
@@ -119,3 +108,72 @@ def test_yours_or_reference_falls_back_only_for_the_stub(capsys):
     assert "not written yet" in capsys.readouterr().out
     assert yours_or_reference(wrong, reference, "f", 1) is wrong            # a wrong answer is still the learner's
     assert "Using your `f`" in capsys.readouterr().out
+
+
+def test_group_norm_checker_takes_per_parameter_norms_and_catches_plain_sums():
+    from utils.training import model_part
+    assert checks.group_norm_problems(checks.group_norms_reference) == []
+
+    def plain_sum(norms):
+        out = {}
+        for name, n in norms.items():
+            out[model_part(name)] = out.get(model_part(name), 0.0) + n
+        return out
+    assert any("sum of the per-tensor norms" in p for p in checks.group_norm_problems(plain_sum))
+
+    def one_norm_each(norms):                            # squares summed but never rooted
+        out = {}
+        for name, n in norms.items():
+            out[model_part(name)] = out.get(model_part(name), 0.0) + n * n
+        return out
+    assert checks.group_norm_problems(one_norm_each)
+
+    def per_tensor(norms):                               # no grouping at all
+        return dict(norms)
+    assert "expected the groups" in checks.group_norm_problems(per_tensor)[0]
+
+
+def test_references_pass_their_own_checkers():
+    assert checks.lr_schedule_problems(checks.lr_schedule_reference) == []
+    assert checks.clip_problems(checks.clip_reference) == []
+    assert checks.loss_scale_problems(checks.next_loss_scale_reference) == []
+    assert checks.finite_guard_problems(checks.assert_finite_reference) == []
+    assert checks.accumulation_problems(checks.accumulate_reference) == []
+
+
+# --------------------------------------------------------------------------- predict, then measure
+FINALS = {"warmup + cosine": 1.20, "no warmup": 1.31, "learning rate too high": 6.4,
+          "warmup + cosine + clipping": 1.22, "too high + clipping": 6.1}
+RIGHT = {"learning rate too high", "too high + clipping"}
+
+
+def test_run_prediction_is_recorded_before_the_runs_and_right_after_them():
+    assert checks.run_prediction_problems(lambda: RIGHT) == []
+    assert checks.run_prediction_problems(lambda: RIGHT, FINALS) == []
+    nan_run = {**FINALS, "too high + clipping": float("nan")}                # a diverged run fails too
+    assert checks.run_prediction_problems(lambda: RIGHT, nan_run) == []
+    with pytest.raises(checks.NotAttempted):
+        checks.run_prediction_problems(_stub)
+
+
+@pytest.mark.parametrize("prediction,named", [
+    ({"learning rate too high"}, ["'too high + clipping'", "√v"]),               # "clipping rescues it"
+    (set(), ["'learning rate too high'", "about the learning rate per step", "'too high + clipping'"]),
+    (RIGHT | {"no warmup"}, ["'no warmup'", "first steps"]),                   # "warmup is what keeps it alive"
+    (RIGHT | {"warmup + cosine + clipping"}, ["'warmup + cosine + clipping'", "caps"]),
+    ({"too high + clipping"}, ["'learning rate too high'"]),
+])
+def test_run_prediction_explains_each_likely_wrong_call(prediction, named):
+    problems = checks.run_prediction_problems(lambda: prediction, FINALS)
+    text = " ".join(problems)
+    assert problems and all(n in text for n in named), problems
+    assert all("final loss" in p and "1.200" in p for p in problems)             # the measured numbers, not just "wrong"
+
+
+@pytest.mark.parametrize("prediction,message", [
+    ({"lr too high"}, "unknown run name"),
+    ("learning rate too high", "set of run names"),
+    ({"warmup + cosine"}, "yardstick"),
+])
+def test_run_prediction_checks_its_form_before_the_runs(prediction, message):
+    assert message in checks.run_prediction_problems(lambda: prediction)[0]

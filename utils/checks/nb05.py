@@ -1,7 +1,9 @@
 """Notebook 05 — GPT-2 Large, part 1: parameters, memory, precision, LoRA, validation, saving.
 
 Each ``check_*`` prints the verdict for the learner (see :mod:`utils.checks.feedback`); each ``*_problems``
-returns what is wrong, for the tests.
+returns what is wrong, for the tests. Each ``*_reference`` is the course's answer to an exercise that has none in
+``utils`` yet: the notebook's later cells use it (through ``yours_or_reference``) only while the learner's function is
+still the stub. Learners see only the notebook, so a reference here gives nothing away.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch
 
 from ..env import pick_device_and_precision, precision_for
 from ..masking import IGNORE_INDEX
-from ..memory import GPT2_LARGE, GPT2_MEDIUM, GPT2_SMALL, static_training_memory
+from ..memory import GPT2_LARGE, GPT2_MEDIUM, GPT2_SMALL, OPTIMIZER_BYTES, ModelShape, activation_memory, static_training_memory
 from ..models import TINY_GPT2, tiny_model
 from ..training import evaluate
 from .feedback import attempt, verdict
@@ -276,3 +278,141 @@ def check_save_reload(save_and_reload, tmp_dir) -> bool:
     """Print feedback on notebook 05's adapter save and reload (safetensors, identical logits); True when right."""
     return verdict(save_reload_problems, save_and_reload, tmp_dir,
                    success="✅ Adapters saved as safetensors and reloaded onto a fresh base model: identical logits.")
+
+
+
+# =========================================================================== references (used only for a skipped stub)
+def count_params_reference(n_layer: int, n_embd: int, vocab_size: int = 50257, n_positions: int = 1024) -> int:
+    """Exercise 1's answer: GPT-2's parameter count (``utils.memory.ModelShape.n_params``; heads do not matter)."""
+    return ModelShape(n_layer, n_embd, 1, vocab_size, n_positions).n_params
+
+
+def static_memory_reference(n_params: int, optimizer: str, n_lora: int = 0) -> dict[str, int]:
+    """Exercise 2's answer: fp32 weights, gradients and optimizer states in bytes (as ``static_training_memory``)."""
+    trainable = n_lora or n_params
+    return {"weights": 4 * (n_params + n_lora), "gradients": 4 * trainable,
+            "optimizer": OPTIMIZER_BYTES[optimizer] * trainable}
+
+
+def lora_config_reference(r: int):
+    """Exercise 4's answer: LoRA on GPT-2's Conv1D layers (α = 2r, dropout 0.05)."""
+    from peft import LoraConfig
+    return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.05, target_modules=["c_attn", "c_proj", "c_fc"],
+                      fan_in_fan_out=True, task_type="CAUSAL_LM")
+
+
+def add_memory_savers_reference(model, lr: float):
+    """Exercise 5's answer: checkpointing on, the cache off, 8-bit AdamW over the trainable parameters."""
+    from bitsandbytes.optim import AdamW8bit
+    model.gradient_checkpointing_enable()
+    model.config.use_cache = False
+    return AdamW8bit([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+
+def validation_loss_reference(model, batches) -> tuple[float, float]:
+    """Exercise 6's answer: ``utils.training.evaluate`` (loss per supervised token) and its perplexity."""
+    loss = evaluate(model, batches, pick_device_and_precision(next(model.parameters()).device))
+    return loss, math.exp(loss)
+
+
+def save_and_reload_reference(model, directory, make_base):
+    """Exercise 7's answer: save the adapters (safetensors), load them onto a fresh base model."""
+    from peft import PeftModel
+    model.save_pretrained(directory)
+    return PeftModel.from_pretrained(make_base(), directory)
+
+
+# =========================================================================== predict, then measure
+MEMORY_TOLERANCE = 0.05            # a right prediction is within 5 % of the reference (and of the measurement)
+PREDICTION_CASES = [("the tiny model, 2 sequences × 128 tokens", TINY_GPT2, 2, 128),
+                    ("GPT-2 Large, 1 × 128 tokens", GPT2_LARGE, 1, 128),
+                    ("GPT-2 Large, 4 × 512 tokens", GPT2_LARGE, 4, 512)]
+
+
+def forward_end_parts(shape: ModelShape, batch_size: int, seq_len: int) -> dict[str, int]:
+    """Bytes alive at the end of the forward pass of a steady-state training step: fp32 weights, 8-bit AdamW's
+    m and v (2 bytes per parameter; they exist from the first step on), the activations autograd saved (fp32, CPU
+    kernels: ``utils.memory.activation_memory``) — and no gradients (``zero_grad(set_to_none=True)`` freed them)."""
+    return {"weights": 4 * shape.n_params, "optimizer": 2 * shape.n_params,
+            "activations": activation_memory(shape, seq_len=seq_len, batch_size=batch_size)}
+
+
+def _likely_mistakes(shape: ModelShape, B: int, S: int) -> list[tuple[str, float]]:
+    """(what went wrong, the GiB that mistake gives) for the wrong predictions learners make most."""
+    parts = forward_end_parts(shape, B, S)
+    N, L, d, a, V = shape.n_params, shape.n_layer, shape.n_embd, shape.n_head, shape.vocab_size
+    W, O, A = parts["weights"], parts["optimizer"], parts["activations"]
+    log_probs, scores = 4 * B * S * V, L * 12 * B * a * S * S
+    one_block = A - (L - 1) * (120 * B * S * d + 12 * B * a * S * S + 16 * B * S)
+    right = W + O + A
+    g = 2 ** 30
+    return [
+        ("you left out the optimizer state: 8-bit AdamW keeps m and v in 8 bits each, 2 bytes per parameter", (W + A) / g),
+        ("you counted fp16 weights (2 bytes each); this model trains in fp32 — 4 bytes per weight "
+         "(mixed precision also keeps fp32 master weights)", (2 * N + O + A) / g),
+        ("you added the gradients (4 bytes per parameter): at the end of the forward pass there are none — "
+         "zero_grad(set_to_none=True) freed the last step's, and backward has not made new ones yet", (right + 4 * N) / g),
+        ("you counted AdamW's fp32 moments (8 bytes per parameter); 8-bit AdamW stores 2", (W + 8 * N + A) / g),
+        ("you left out the activations — what autograd saves for backward (section 2: 120·B·S·d + 12·B·a·S² per "
+         "block, plus the log-probabilities)", (W + O) / g),
+        ("you left out the loss's log-probabilities, 4·B·S·V bytes — with a 50,257-token vocabulary often the "
+         "largest single activation", (right - log_probs) / g),
+        ("you left out the attention probabilities' 12·B·a·S² per block (the S² term)", (right - scores) / g),
+        ("you counted the activations of one block; there are n_layer of them", (W + O + one_block) / g),
+        ("you counted the activations in 2 bytes; this run is fp32 (no autocast): 4 bytes each", (W + O + A / 2) / g),
+        ("you computed the activations for one sequence; the batch has B of them",
+         (W + O + activation_memory(shape, seq_len=S, batch_size=1)) / g if B > 1 else float("nan")),
+        ("you divided by 10⁹ (GB); a GiB is 2³⁰ = 1,073,741,824 bytes", right / 1e9),
+        ("return GiB, not bytes", float(right)),
+        ("return GiB, not MiB", right / 2 ** 20),
+    ]
+
+
+def diagnose_memory(got: float, shape: ModelShape, B: int, S: int) -> str:
+    """The likely mistake behind a prediction of ``got`` GiB, or a generic pointer when none fits."""
+    parts = forward_end_parts(shape, B, S)
+    fits = [why for why, v in _likely_mistakes(shape, B, S) if v == v and v > 0 and abs(got / v - 1) < 0.015]
+    if fits:                                   # some slips give the same number (no optimizer state = fp16 weights)
+        return "; or ".join(fits)
+    return ("no single slip explains it; add up the parts one by one (weights, optimizer state, activations; the "
+            f"right ones here are {', '.join(f'{k} {_gib(v)}' for k, v in parts.items())})")
+
+
+def memory_prediction_problems(predict_memory, measured: dict | None = None) -> list[str]:
+    """``predict_memory(shape, batch_size, seq_len) -> GiB`` alive at the end of a training step's forward pass
+    (fp32 weights, 8-bit AdamW, no checkpointing, no gradients yet).
+
+    Without ``measured``: compared with :func:`forward_end_parts` on :data:`PREDICTION_CASES`. With
+    ``measured = {"shape", "batch_size", "seq_len", "bytes"}`` (what the notebook measured): compared with that."""
+    if measured is not None:
+        cases = [(f"this notebook's measurement ({measured['batch_size']} × {measured['seq_len']} tokens)",
+                  measured["shape"], measured["batch_size"], measured["seq_len"], measured["bytes"] / 2 ** 30)]
+    else:
+        cases = [(name, shape, B, S, sum(forward_end_parts(shape, B, S).values()) / 2 ** 30)
+                 for name, shape, B, S in PREDICTION_CASES]
+    problems = []
+    for name, shape, B, S, expected in cases:
+        got, problem = attempt(predict_memory, shape, B, S)
+        if problem:
+            return [problem]
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            return [f"return one number, the GiB, not {type(got).__name__}"]
+        if not math.isfinite(got) or abs(got / expected - 1) > MEMORY_TOLERANCE:
+            problems.append(f"{name}: you predicted {got:.4g} GiB, {'measured' if measured else 'expected'} "
+                            f"{expected:.4g} GiB (tolerance ±{MEMORY_TOLERANCE:.0%}) — {diagnose_memory(got, shape, B, S)}")
+    return problems
+
+
+def check_memory_prediction(predict_memory, measured: dict | None = None) -> bool:
+    """Print feedback on notebook 05's memory prediction (against the formula, or against ``measured``); True when right."""
+    if measured is None:
+        success = ("✅ Weights, 8-bit AdamW's state and the activations: your predictions agree with the formula for "
+                   "the tiny model and GPT-2 Large. The notebook measures one below.")
+    else:
+        def success():
+            got = float(predict_memory(measured["shape"], measured["batch_size"], measured["seq_len"]))
+            return (f"✅ Predicted {got:.4g} GiB, measured {measured['bytes'] / 2**30:.4g} GiB "
+                    f"({got / (measured['bytes'] / 2**30) - 1:+.1%}; tolerance ±{MEMORY_TOLERANCE:.0%}).")
+    return verdict(memory_prediction_problems, predict_memory, measured, success=success)

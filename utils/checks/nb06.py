@@ -1,7 +1,9 @@
 """Notebook 06 — GPT-2 Large, part 2: stability and compute (schedule, clipping, scaling, norms, FLOPs, accumulation).
 
 Each ``check_*`` prints the verdict for the learner (see :mod:`utils.checks.feedback`); each ``*_problems``
-returns what is wrong, for the tests.
+returns what is wrong, for the tests. Each ``*_reference`` is the course's answer to an exercise that has none in
+``utils``: the notebook's later cells use it (through ``yours_or_reference``) only while the learner's function is
+still the stub.
 """
 from __future__ import annotations
 
@@ -10,11 +12,11 @@ from dataclasses import replace
 
 import torch
 
-from ..loss import masked_nll
+from ..loss import masked_nll, n_targets
 from ..masking import IGNORE_INDEX, pad_collate
 from ..memory import GPT2_LARGE, GPT2_SMALL
 from ..models import TINY_GPT2, tiny_model
-from ..training import TrainConfig, flops_per_token, grad_norms_by_group, lr_at
+from ..training import TrainConfig, flops_per_token, grad_norms_by_group, lr_at, model_part
 from .feedback import NotAttempted, attempt, verdict
 
 
@@ -151,23 +153,41 @@ def finite_guard_problems(assert_finite) -> list[str]:
     return problems
 
 
+def param_grad_norms(model) -> dict[str, float]:
+    """``{parameter name: L2 norm of its gradient}`` for every parameter that has one — what notebook 06's runs record
+    at every step, and what exercise 5 turns into one norm per part of the model."""
+    return {n: float(p.grad.detach().float().norm()) for n, p in model.named_parameters() if p.grad is not None}
+
+
+def group_norms_reference(param_norms: dict[str, float]) -> dict[str, float]:
+    """Exercise 5's answer: per part (``utils.training.model_part``), the root of the sum of squared norms."""
+    squares: dict[str, float] = {}
+    for name, norm in param_norms.items():
+        part = model_part(name)
+        squares[part] = squares.get(part, 0.0) + norm * norm
+    return {part: math.sqrt(v) for part, v in squares.items()}
+
+
 def group_norm_problems(my_grad_norms) -> list[str]:
-    """``my_grad_norms(model) -> {group: norm}`` with groups from ``utils.training.model_part``."""
+    """``my_grad_norms(param_norms) -> {group: norm}``: ``param_norms`` maps each parameter's name to its gradient's
+    L2 norm (:func:`param_grad_norms`); the groups come from ``utils.training.model_part``."""
     model = tiny_model(replace(TINY_GPT2, n_embd=32))
     x = torch.randint(0, 50257, (2, 16), generator=torch.Generator().manual_seed(0))
     model(input_ids=x, labels=x).loss.backward()
-    got, problem = attempt(my_grad_norms, model)
+    got, problem = attempt(my_grad_norms, param_grad_norms(model))
     if problem:
         return [problem]
     expected = grad_norms_by_group(model)
     if not isinstance(got, dict) or set(got) != set(expected):
-        return [f"expected the groups {list(expected)}, got {list(got) if isinstance(got, dict) else type(got).__name__}"]
+        return [f"expected the groups {list(expected)} (utils.training.model_part of each name), got "
+                f"{list(got) if isinstance(got, dict) else type(got).__name__}"]
     problems = []
     for g, v in expected.items():
         if abs(float(got[g]) - v) > 1e-4 * max(v, 1e-8):
             ratio = float(got[g]) / v if v else float("nan")
-            hint = (" — that is the sum of the per-tensor norms; take the square root of the sum of squares"
-                    if ratio > 1 else " — sum the squares of every parameter's gradient in the group, then take the root")
+            hint = (" — that is the sum of the per-tensor norms; norms do not add, their squares do: take the square "
+                    "root of the sum of squares" if ratio > 1 else
+                    " — square each parameter's norm, sum the squares of the group, then take the root")
             problems.append(f"{g}: you gave {float(got[g]):.4g}, expected {v:.4g}{hint}")
     return problems
 
@@ -254,7 +274,8 @@ def check_finite_guard(assert_finite) -> bool:
 def check_group_norms(my_grad_norms) -> bool:
     """Print feedback on notebook 06's gradient norm per part of the model; True when right."""
     return verdict(group_norm_problems, my_grad_norms,
-                   success="✅ Gradient norm per part of the model: √(Σ‖∇p‖²) over each group.")
+                   success="✅ Gradient norm per part of the model: √(Σ‖∇p‖²) over each group. The heatmaps "
+                           "of section 2 use your function.")
 
 
 def check_flops(my_flops_per_token) -> bool:
@@ -267,3 +288,109 @@ def check_accumulation(accumulate) -> bool:
     """Print feedback on notebook 06's gradient accumulation (every token weighs the same); True when right."""
     return verdict(accumulation_problems, accumulate,
                    success="✅ Accumulated gradients equal the full batch's (≤ 1e-6): every token weighs the same.")
+
+
+
+# =========================================================================== references (used only for a skipped stub)
+def lr_schedule_reference(step: int, max_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
+    """Exercise 1's answer: ``utils.training.lr_at`` with the exercise's arguments."""
+    return lr_at(step, TrainConfig(max_steps=total_steps, lr=max_lr, warmup_steps=warmup_steps, min_lr=min_lr))
+
+
+def clip_reference(parameters, max_norm: float) -> float:
+    """Exercise 2's answer: ``torch.nn.utils.clip_grad_norm_``, returning the norm before clipping as a float."""
+    return float(torch.nn.utils.clip_grad_norm_(list(parameters), max_norm))
+
+
+def next_loss_scale_reference(scale: float, found_inf: bool, good_steps: int, growth_interval: int = 2000) -> tuple[float, int]:
+    """Exercise 3's answer: GradScaler's rule (backoff ×0.5 on an overflow, growth ×2 after ``growth_interval`` good steps)."""
+    if found_inf:
+        return scale * 0.5, 0
+    good_steps += 1
+    return (scale * 2.0, 0) if good_steps == growth_interval else (scale, good_steps)
+
+
+def assert_finite_reference(step: int, loss: float, model, loss_scaling: bool = False) -> None:
+    """Exercise 4's answer: the loss always; the gradients without a loss scaler, the weights with one."""
+    if not math.isfinite(float(loss)):
+        raise FloatingPointError(f"step {step}: the loss is {loss}")
+    for name, param in model.named_parameters():
+        tensor, what = (param, "weight") if loss_scaling else (param.grad, "gradient")
+        if tensor is not None and not torch.isfinite(tensor).all():
+            raise FloatingPointError(f"step {step}: the {what} of {name} has "
+                                     f"{int((~torch.isfinite(tensor)).sum())} non-finite values")
+
+
+def accumulate_reference(model, micro_batches) -> None:
+    """Exercise 7's answer: each micro-batch's summed token loss ÷ the supervised tokens of all of them (fp32)."""
+    total = sum(n_targets(b["labels"]) for b in micro_batches)
+    for b in micro_batches:
+        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        (masked_nll(logits, b["labels"], reduction="sum") / total).backward()
+
+
+# =========================================================================== predict, then measure
+RUN_NAMES = ("warmup + cosine", "no warmup", "learning rate too high", "warmup + cosine + clipping",
+             "too high + clipping")
+FAILS_ABOVE = 1.5          # a run "fails" when its final loss is above 1.5 × the good run's (or not finite)
+
+_WHY = {
+    "no warmup": ("warmup protects the first steps, when Adam's v rests on one gradient; after those few steps the "
+                  "run without it trains like the good one"),
+    "learning rate too high": ("Adam moves every weight by about the learning rate per step, whatever the gradient's "
+                               "size: at a rate far above the good one the weights are thrown around faster than the "
+                               "loss can follow"),
+    "warmup + cosine + clipping": ("clipping at the median only caps the larger half of the steps' lengths: the good "
+                                   "run stays good"),
+    "too high + clipping": ("clipping scales the gradient by one factor, but Adam divides the gradient by √v, which "
+                            "scales with it: the update hardly changes, so clipping cannot rescue a learning rate that "
+                            "is too high (it only caps a sudden spike)"),
+}
+
+
+def _as_names(prediction) -> set[str] | str:
+    if isinstance(prediction, str) or not hasattr(prediction, "__iter__"):
+        return f"return a set of run names, not {type(prediction).__name__}"
+    names = set(prediction)
+    unknown = sorted(names - set(RUN_NAMES))
+    if unknown:
+        return f"unknown run name(s) {unknown}: choose from {list(RUN_NAMES)}"
+    if "warmup + cosine" in names:
+        return "'warmup + cosine' is the yardstick the others are compared with: it cannot fail against itself"
+    return names
+
+
+def run_prediction_problems(predict_failures, final_losses: dict[str, float] | None = None) -> list[str]:
+    """``predict_failures() -> set of run names`` expected to fail (final loss > 1.5 × the good run's, or not
+    finite). Without ``final_losses`` only the form is checked (the runs have not happened yet); with the measured
+    ``{run name: final loss}`` each wrong call is explained with the numbers."""
+    got, problem = attempt(predict_failures)
+    if problem:
+        return [problem]
+    names = _as_names(got)
+    if isinstance(names, str):
+        return [names]
+    if final_losses is None:
+        return []
+    good = final_losses["warmup + cosine"]
+    failed = {n for n in RUN_NAMES[1:] if not math.isfinite(final_losses[n]) or final_losses[n] > FAILS_ABOVE * good}
+    problems = []
+    for n in RUN_NAMES[1:]:
+        if (n in names) != (n in failed):
+            said = "would fail" if n in names else "would train well"
+            did = "failed" if n in failed else "trained well"
+            problems.append(f"'{n}': you predicted it {said}; it {did} (final loss {final_losses[n]:.3f} against the "
+                            f"good run's {good:.3f}, the line at ×{FAILS_ABOVE}) — {_WHY[n]}")
+    return problems
+
+
+def check_run_prediction(predict_failures, final_losses: dict[str, float] | None = None) -> bool:
+    """Print feedback on notebook 06's prediction of the runs that fail (its form now; against the runs once
+    ``final_losses`` are measured); True when right."""
+    if final_losses is None:
+        success = lambda: (f"✅ Prediction recorded: you expect {sorted(predict_failures()) or 'no run'} to fail. "
+                           "Sections 1.1 and 1.2 run all five; the cell after them compares.")
+    else:
+        success = lambda: (f"✅ Your prediction matches the runs: {sorted(predict_failures()) or 'none'} failed, "
+                           "the others trained well.")
+    return verdict(run_prediction_problems, predict_failures, final_losses, success=success)
