@@ -84,70 +84,108 @@ def test_forum_meta_and_id():
 # ------------------------------------------------------------------ which filter removed it? (diagnosis)
 import pytest  # noqa: E402
 
-from utils.checks import (FILTER_CASES, check_filter_diagnosis, filter_case_outcomes,  # noqa: E402
-                          filter_diagnosis_problems)
+from utils.checks import (FILTER_CASES, check_filter_diagnosis, filter_case_judgements,  # noqa: E402
+                          filter_case_outcomes, filter_case_removals, filter_diagnosis_problems)
 
-RIGHT = {"A": "kept", "B": "empty", "C": "exact_duplicate", "D": "kept", "E": "kept", "F": "kept", "G": "near_duplicate"}
+RIGHT = {"A": "empty", "B": "empty", "C": "kept", "D": "kept", "E": "exact_duplicate", "F": "kept",
+         "G": "near_duplicate", "H": "kept"}
+WRONG_REMOVAL = "G"
+PROMPT_ONLY_EXTRA = {"D", "H"}
 
 
 def test_answer_key_is_what_the_filters_do():
     """The key is computed by the course's own functions; pin it so a change of rule is noticed here."""
     assert filter_case_outcomes() == RIGHT
+    assert filter_case_removals()["E"] == ("exact_duplicate", "C") and filter_case_removals()["G"] == ("near_duplicate", "F")
     prompt_only = filter_case_outcomes(check_replies=False)
-    assert prompt_only == {**RIGHT, "E": "near_duplicate"}          # the reply check is what saves E
-    assert [r["id"] for r in FILTER_CASES] == list("ABCDEFG")
+    assert prompt_only == {**RIGHT, "D": "near_duplicate", "H": "near_duplicate"}   # the reply check saves D and H
+    assert filter_case_judgements() == ({WRONG_REMOVAL}, PROMPT_ONLY_EXTRA)
+    assert [r["id"] for r in FILTER_CASES] == list("ABCDEFGH")
+
+
+def test_cases_differ_in_kind_from_the_notebooks_walkthrough():
+    """Section 5's walkthrough shows a reply check that keeps a one-word-different short prompt and removes a
+    same-reply pair. The exercise must ask more: a filter-order trap, a long shared passage, and a pair the reply
+    check removes wrongly because the answers are equal one-word labels."""
+    by_id = {r["id"]: r for r in FILTER_CASES}
+    assert by_id["A"]["messages"][1]["content"] == by_id["B"]["messages"][1]["content"] == "<nooutput>"
+    assert len(by_id["D"]["messages"][0]["content"].split()) > 40                    # the passage dominates J
+    assert by_id["F"]["messages"][1]["content"] == by_id["G"]["messages"][1]["content"]
+    assert by_id["F"]["meta"]["question"] != by_id["G"]["meta"]["question"]
+    assert not any("verbs that mean" in r["messages"][0]["content"] for r in FILTER_CASES)
 
 
 def test_diagnosis_right_answer_passes(capsys):
-    assert filter_diagnosis_problems(RIGHT, "E") == []
-    assert check_filter_diagnosis(RIGHT, "E") is True
+    assert filter_diagnosis_problems(RIGHT, WRONG_REMOVAL, PROMPT_ONLY_EXTRA) == []
+    assert filter_diagnosis_problems(RIGHT, WRONG_REMOVAL, ["H", "D"]) == []         # any collection of ids
+    assert check_filter_diagnosis(RIGHT, WRONG_REMOVAL, PROMPT_ONLY_EXTRA) is True
     assert "✅" in capsys.readouterr().out
 
 
 def test_diagnosis_placeholder_is_not_attempted(capsys):
-    assert check_filter_diagnosis({k: None for k in RIGHT}, None) is False
+    assert check_filter_diagnosis({k: None for k in RIGHT}, None, None) is False
     assert "Not attempted" in capsys.readouterr().out
 
 
 #: The likely wrong answers: (record, wrong guess, words the feedback must contain to name the mistake).
 WRONG_PREDICTIONS = [
-    ("A", "exact_duplicate", "keeps the first of each pair"),                 # both copies thought removed
+    ("A", "kept", "<nooutput>"),                                             # <nooutput> is not an answer
+    ("A", "over_length", "no record here is over-long"),
+    ("B", "exact_duplicate", "filter 1 removes it before any duplicate filter"),  # filter order
+    ("C", "exact_duplicate", "keeps the first of each pair"),                # both copies thought removed
+    ("C", "near_duplicate", "keeps the first of each pair"),
+    ("D", "near_duplicate", "the reply check keeps it"),                     # same passage, different question
+    ("E", "near_duplicate", "removes E before the near-duplicate filter"),   # normalisation makes it exact
+    ("E", "kept", "filter 3 removes the later copy"),
     ("F", "near_duplicate", "keeps the first of each pair"),
-    ("B", "kept", "<nooutput>"),                                            # <nooutput> is not an answer
-    ("B", "over_length", "no record here is over-long"),
-    ("C", "near_duplicate", "removes C before the near-duplicate filter"),  # normalisation makes it exact
-    ("C", "kept", "filter 3 removes the later copy"),
-    ("E", "near_duplicate", "the reply check keeps it"),                    # same template, different task
+    ("G", "kept", "two equal one-word answers are identical"),              # the reply check is blind here
     ("G", "exact_duplicate", "compares prompt *and* reply"),                # prompts differ
-    ("G", "kept", "filter 4 removes the later one"),
-    ("D", "dup", "is not one of"),                                          # a label that does not exist
+    ("H", "near_duplicate", "the reply check keeps it"),                     # 'No.' vs 'Yes.'
+    ("D", "dup", "is not one of"),                                           # a label that does not exist
 ]
 
 
 @pytest.mark.parametrize("cid, guess, named", WRONG_PREDICTIONS, ids=[f"{c}-{g}" for c, g, _ in WRONG_PREDICTIONS])
 def test_diagnosis_wrong_prediction_names_the_mistake(cid, guess, named):
-    problems = filter_diagnosis_problems({**RIGHT, cid: guess}, "E")
+    problems = filter_diagnosis_problems({**RIGHT, cid: guess}, WRONG_REMOVAL, PROMPT_ONLY_EXTRA)
     assert len(problems) == 1 and problems[0].startswith(f"{cid}:") and named in problems[0], problems
 
 
-WRONG_MISTAKES = [
-    ("G", "removing it is right"),          # a true near-duplicate
-    ("D", "first of its pair"),             # the filter removes the later record
-    ("C", "filter 3 removes it first"),     # never reaches the near-duplicate filter
-    ("B", "filter 1 removes it first"),
+WRONG_REMOVALS = [
+    ("E", "removing it is right"),          # a true copy of C
+    ("B", "removing it is right"),          # <nooutput>
+    ("D", "the pipeline keeps D"),          # kept by the reply check
+    ("H", "the pipeline keeps H"),
     ("Q", "there is no record 'Q'"),
 ]
 
 
-@pytest.mark.parametrize("mistake, named", WRONG_MISTAKES, ids=[m for m, _ in WRONG_MISTAKES])
-def test_diagnosis_wrong_prompt_only_mistake_names_the_mistake(mistake, named):
-    problems = filter_diagnosis_problems(RIGHT, mistake)
-    assert len(problems) == 1 and problems[0].startswith("PROMPT_ONLY_MISTAKE") and named in problems[0], problems
+@pytest.mark.parametrize("removal, named", WRONG_REMOVALS, ids=[m for m, _ in WRONG_REMOVALS])
+def test_diagnosis_wrong_removal_names_the_mistake(removal, named):
+    problems = filter_diagnosis_problems(RIGHT, removal, PROMPT_ONLY_EXTRA)
+    assert len(problems) == 1 and problems[0].startswith("WRONG_REMOVAL") and named in problems[0], problems
+
+
+WRONG_EXTRAS = [
+    ({"H"}, "misses D", "shared passage outweighs"),        # thought a different question keeps J low
+    ({"D"}, "misses H", "only the number differs"),
+    ({"D", "H", "G"}, "includes 'G'", "removed with the reply check too"),
+    ({"D", "H", "E"}, "includes 'E'", "filter 3 removes it first"),
+    ({"D", "H", "C"}, "includes 'C'", "first of its pairs"),
+]
+
+
+@pytest.mark.parametrize("extra, which, named", WRONG_EXTRAS, ids=[w for _, w, _ in WRONG_EXTRAS])
+def test_diagnosis_wrong_prompt_only_extra_names_the_mistake(extra, which, named):
+    problems = filter_diagnosis_problems(RIGHT, WRONG_REMOVAL, extra)
+    assert len(problems) == 1 and problems[0].startswith("PROMPT_ONLY_EXTRA") and which in problems[0] \
+        and named in problems[0], problems
 
 
 def test_diagnosis_missing_and_unknown_answers():
     partial = {k: v for k, v in RIGHT.items() if k != "D"}
-    problems = filter_diagnosis_problems({**partial, "Z": "kept"}, None)
+    problems = filter_diagnosis_problems({**partial, "Z": "kept"}, None, None)
     assert any(p.startswith("D: no prediction yet") for p in problems)
     assert any("no record is called 'Z'" in p for p in problems)
-    assert any(p.startswith("PROMPT_ONLY_MISTAKE: which record") for p in problems)
+    assert any(p.startswith("WRONG_REMOVAL: which record") for p in problems)
+    assert any(p.startswith("PROMPT_ONLY_EXTRA: which records") for p in problems)

@@ -9,7 +9,8 @@ from .feedback import NotAttempted, yours_or_reference
 from .nb01 import (LABEL_BUILDERS, check_label_diagnosis, check_prompt_mask, label_diagnosis_problems,
                    prompt_mask_problems)
 from .nb02 import (FILTER_CASES, FILTER_OUTCOMES, FORUM_ROWS, check_filter_diagnosis, check_forum_converter,
-                   filter_case_outcomes, filter_diagnosis_problems, forum_converter_problems)
+                   filter_case_judgements, filter_case_outcomes, filter_case_removals, filter_diagnosis_problems,
+                   forum_converter_problems)
 from .nb03 import (NEVER_STOPS_TEMPLATE, TOY_NEXT_TOKEN, TOY_TEMPERATURE, TOY_TOP_P, assistant_mask_problems,
                    check_assistant_mask, check_decoding_prediction, check_last_turn_template, check_never_stops,
                    decoding_prediction_answers, decoding_prediction_problems, last_turn_template_problems,

@@ -1,4 +1,5 @@
-"""Notebook 02 — datasets: a converter from a new format to the course's schema.
+"""Notebook 02 — datasets: a converter from a new format to the course's schema, and "which filter removed it —
+and was it right?" (the answer key computed with :mod:`utils.quality`'s own filters).
 
 Each ``check_*`` prints the verdict for the learner (see :mod:`utils.checks.feedback`); each ``*_problems``
 returns what is wrong, for the tests.
@@ -98,28 +99,39 @@ def check_forum_converter(convert) -> bool:
 
 
 # =========================================================================== "which filter removed it?"
-def _case(cid: str, prompt: str, reply: str) -> dict:
+def _case(cid: str, prompt: str, reply: str, question: str) -> dict:
+    # meta["question"] names what the record asks: two records with the same name are the same example (a copy),
+    # different names are different examples, however similar their words. It is the exercise's ground truth for
+    # "was the removal right?" — a judgement a person makes by reading, which no n-gram count can make.
     return {"id": cid, "source": "exercise", "messages": [{"role": "user", "content": prompt},
-                                                          {"role": "assistant", "content": reply}], "meta": {}}
+                                                          {"role": "assistant", "content": reply}],
+            "meta": {"question": question}}
 
 
-#: Seven records, in corpus order, for notebook 02's diagnosis exercise: which of section 5's filters removes each?
+_PASSAGE = ("Answer the question from the passage.\n\nPassage: The Sydney Harbour Bridge is a steel arch bridge across "
+            "Sydney Harbour that carries rail, road, bicycle and foot traffic between the city centre and the North "
+            "Shore. It opened on 19 March 1932, and its arch spans 503 metres.\n\nQuestion: ")
+_PRIME = "Is the following number prime? Answer yes or no. Number: "
+
+#: Eight records, in corpus order, for notebook 02's diagnosis exercise: which of section 5's filters removes each?
 FILTER_CASES = [
-    _case("A", "Name the three primary colours.", "Red, yellow and blue."),
-    _case("B", "Draw a picture of a cat.", "<nooutput>"),
-    _case("C", "name the three primary colours!", "Red, yellow and blue."),
-    _case("D", "Give three verbs that mean the same as 'to run'.", "Sprint, dash and jog."),
-    _case("E", "Give three verbs that mean the same as 'to eat'.", "Consume, devour and dine."),
-    _case("F", "What is the boiling point of water at sea level in Celsius?",
-          "Water boils at 100 degrees Celsius at sea level."),
-    _case("G", "What is the boiling point of water at sea level?", "Water boils at 100 degrees Celsius at sea level."),
+    _case("A", "Describe the photo below in one sentence.", "<nooutput>", "describe a photo"),
+    _case("B", "describe the photo below in one sentence", "<nooutput>", "describe a photo"),
+    _case("C", _PASSAGE + "When did the bridge open?", "It opened on 19 March 1932.", "bridge: opening date"),
+    _case("D", _PASSAGE + "How long is the arch span?", "Its arch spans 503 metres.", "bridge: span"),
+    _case("E", _PASSAGE.replace("Sydney", "sydney") + "when did the bridge open", "It opened on 19 March 1932",
+          "bridge: opening date"),
+    _case("F", _PRIME + "7919", "Yes.", "is 7919 prime"),
+    _case("G", _PRIME + "7907", "Yes.", "is 7907 prime"),
+    _case("H", _PRIME + "7917", "No.", "is 7917 prime"),
 ]
 
 #: The answers a learner may give for each record.
 FILTER_OUTCOMES = ("kept", "empty", "over_length", "exact_duplicate", "near_duplicate")
 
 _DIAGNOSIS_HINT = ("set FILTER_PREDICTIONS[id] to one of " + ", ".join(map(repr, FILTER_OUTCOMES))
-                   + " for every record, and PROMPT_ONLY_MISTAKE to a record id, then run this cell again.")
+                   + " for every record, WRONG_REMOVAL to a record id and PROMPT_ONLY_EXTRA to a set of ids, "
+                   "then run this cell again.")
 
 
 def _prompt(r: dict) -> str:
@@ -135,26 +147,52 @@ def _similarity(a: str, b: str) -> float:
     return jaccard(ngrams(a, 3), ngrams(b, 3))
 
 
-def filter_case_outcomes(near_threshold: float = 0.7, reply_threshold: float = 0.4, *,
-                         check_replies: bool = True) -> dict[str, str]:
+def filter_case_removals(near_threshold: float = 0.7, reply_threshold: float = 0.4, *,
+                         check_replies: bool = True) -> dict[str, tuple[str, str | None]]:
     """What section 5's filters do to :data:`FILTER_CASES`, computed with the course's own functions:
-    ``{id: "kept" | "empty" | "exact_duplicate" | "near_duplicate"}`` (none of the cases is over-length).
+    ``{id: (outcome, twin)}``, outcome ``"kept" | "empty" | "exact_duplicate" | "near_duplicate"`` (none of the
+    cases is over-length) and ``twin`` the id of the earlier record that made it a duplicate (else ``None``).
     ``check_replies=False`` is the prompt-only near-duplicate rule (no reply check)."""
     from ..data import NOOUTPUT
     from ..quality import exact_duplicates, near_duplicates
     out, alive = {}, []
     for r in FILTER_CASES:
         if not _reply(r).strip() or NOOUTPUT in _reply(r):
-            out[r["id"]] = "empty"
+            out[r["id"]] = ("empty", None)
         else:
             alive.append(r)
-    later = {j for _, j in exact_duplicates([_prompt(r) + "\n" + _reply(r) for r in alive])}
-    out.update({alive[j]["id"]: "exact_duplicate" for j in later})
-    alive = [r for k, r in enumerate(alive) if k not in later]
+    exact = exact_duplicates([_prompt(r) + "\n" + _reply(r) for r in alive])
+    out.update({alive[j]["id"]: ("exact_duplicate", alive[i]["id"]) for i, j in exact})
+    alive = [r for k, r in enumerate(alive) if k not in {j for _, j in exact}]
     for i, j, _ in near_duplicates([_prompt(r) for r in alive], n=3, threshold=near_threshold):
         if not check_replies or _similarity(_reply(alive[i]), _reply(alive[j])) >= reply_threshold:
-            out[alive[j]["id"]] = "near_duplicate"
-    return {r["id"]: out.get(r["id"], "kept") for r in FILTER_CASES}
+            out.setdefault(alive[j]["id"], ("near_duplicate", alive[i]["id"]))
+    return {r["id"]: out.get(r["id"], ("kept", None)) for r in FILTER_CASES}
+
+
+def filter_case_outcomes(near_threshold: float = 0.7, reply_threshold: float = 0.4, *,
+                         check_replies: bool = True) -> dict[str, str]:
+    """``{id: outcome}`` of :func:`filter_case_removals` (the same arguments)."""
+    return {cid: outcome for cid, (outcome, _) in
+            filter_case_removals(near_threshold, reply_threshold, check_replies=check_replies).items()}
+
+
+def filter_case_judgements(near_threshold: float = 0.7, reply_threshold: float = 0.4) -> tuple[set[str], set[str]]:
+    """The two judgements of the exercise, from :func:`filter_case_removals` and each case's ``meta["question"]``:
+    ``(wrong, prompt_only_extra)`` — the records the pipeline removes as duplicates although they ask a different
+    question from their twin, and the records a prompt-only near-duplicate rule would remove in addition."""
+    question = {r["id"]: r["meta"]["question"] for r in FILTER_CASES}
+    removals = filter_case_removals(near_threshold, reply_threshold)
+    wrong = {cid for cid, (outcome, twin) in removals.items() if twin is not None and question[cid] != question[twin]}
+    prompt_only = filter_case_outcomes(near_threshold, reply_threshold, check_replies=False)
+    extra = {cid for cid, (outcome, _) in removals.items() if outcome == "kept" and prompt_only[cid] != "kept"}
+    return wrong, extra
+
+
+def _first_similar(cid: str) -> dict:
+    """The earlier record whose prompt is most similar to ``cid``'s."""
+    r = {o["id"]: o for o in FILTER_CASES}[cid]
+    return max((o for o in FILTER_CASES if o["id"] < cid), key=lambda o: _similarity(_prompt(o), _prompt(r)))
 
 
 def _wrong_prediction(cid: str, guess: str, truth: str) -> str:
@@ -167,44 +205,58 @@ def _wrong_prediction(cid: str, guess: str, truth: str) -> str:
         return (f"{cid}: the whole conversation is {len((_prompt(r) + ' ' + _reply(r)).split())} words — far below "
                 "the 1,024-token window; no record here is over-long")
     if truth == "empty":
+        if guess in ("exact_duplicate", "near_duplicate"):
+            return (f"{cid}: its reply is {_reply(r)!r}, so filter 1 removes it before any duplicate filter runs — a "
+                    "record removed by one filter never reaches the next, whatever it would have matched there")
         return (f"{cid}: its reply is {_reply(r)!r} — not empty, but Alpaca's marker for 'a text model cannot do "
                 "this'. Filter 1 removes replies that are empty *or* <nooutput>")
     if truth == "exact_duplicate":
         first = next(o["id"] for o in FILTER_CASES if o["id"] < cid and _similarity(_prompt(o), _prompt(r)) == 1.0)
         if guess == "near_duplicate":
             return (f"{cid}: it differs from {first} only in capitals and punctuation. Normalisation (lower-case, no "
-                    f"punctuation) makes the two identical, so filter 3 (exact duplicates) removes {cid} before the "
-                    "near-duplicate filter ever sees it")
+                    f"punctuation) makes the two identical, prompt and reply, so filter 3 (exact duplicates) removes "
+                    f"{cid} before the near-duplicate filter ever sees it")
         return (f"{cid}: after normalisation (lower-case, no punctuation) it is {first} again, prompt and reply — "
                 f"filter 3 removes the later copy, {cid}")
     if truth == "near_duplicate":
-        first = max((o for o in FILTER_CASES if o["id"] < cid), key=lambda o: _similarity(_prompt(o), _prompt(r)))
+        first = _first_similar(cid)
         pj, rj = _similarity(_prompt(first), _prompt(r)), _similarity(_reply(first), _reply(r))
         if guess == "exact_duplicate":
             return (f"{cid}: the exact filter compares prompt *and* reply after normalisation, and {cid}'s prompt is not "
-                    f"{first['id']}'s (it lacks words). Only the near-duplicate filter catches it: prompt J = {pj:.2f}, "
+                    f"{first['id']}'s. Only the near-duplicate filter catches it: prompt J = {pj:.2f}, "
                     f"reply J = {rj:.2f}")
-        return (f"{cid}: it asks what {first['id']} asks (prompt 3-gram J = {pj:.2f} ≥ 0.7) and gets the same answer "
-                f"(reply J = {rj:.2f} ≥ 0.4): filter 4 removes the later one, {cid}")
+        return (f"{cid}: its prompt shares {pj:.0%} of the 3-grams with {first['id']}'s (J = {pj:.2f} ≥ 0.7) and the "
+                f"replies {_reply(first)!r} / {_reply(r)!r} have J = {rj:.2f} ≥ 0.4 — a reply shorter than three words "
+                f"is one 'gram' of all its words, so two equal one-word answers are identical to the filter. "
+                f"Filter 4 removes the later one, {cid}")
     # truth == "kept"
     twin = [o for o in FILTER_CASES if o["id"] != cid and _similarity(_prompt(o), _prompt(r)) >= 0.7]
     if twin and twin[0]["id"] < cid:
         pj, rj = _similarity(_prompt(twin[0]), _prompt(r)), _similarity(_reply(twin[0]), _reply(r))
         return (f"{cid}: its prompt shares {pj:.0%} of its 3-grams with {twin[0]['id']}'s (J = {pj:.2f} ≥ 0.7), but the "
-                f"replies share {rj:.0%} (J = {rj:.2f} < 0.4): the reply check keeps it — a one-word change in the "
-                "prompt made it a different task")
+                f"replies {_reply(twin[0])!r} / {_reply(r)!r} share {rj:.0%} (J = {rj:.2f} < 0.4): the reply check "
+                "keeps it — a different answer, so a different example")
     if twin:
         return (f"{cid}: it comes first: a duplicate filter keeps the first of each pair and removes the later "
                 f"copy ({twin[0]['id']}), never both")
     return f"{cid}: no filter removes it (it is not empty, not over-long, and has no twin)"
 
 
-def filter_diagnosis_problems(predictions: dict | None, prompt_only_mistake: str | None) -> list[str]:
-    """Problems with a learner's predictions of which filter removes each of :data:`FILTER_CASES`, and with the
-    record a prompt-only near-duplicate rule would remove wrongly."""
-    if predictions is None or (all(v is None for v in predictions.values()) and prompt_only_mistake is None):
+def _ids(answer) -> set[str]:
+    """A learner's set of ids: a set, list or tuple of ids, or a single id as a string."""
+    return {answer} if isinstance(answer, str) else set(answer)
+
+
+def filter_diagnosis_problems(predictions: dict | None, wrong_removal: str | None,
+                              prompt_only_extra=None) -> list[str]:
+    """Problems with a learner's predictions of which filter removes each of :data:`FILTER_CASES`, with the record
+    the pipeline removes wrongly (``wrong_removal``) and with the records a prompt-only near-duplicate rule would
+    remove in addition (``prompt_only_extra``, a set of ids)."""
+    if predictions is None or (all(v is None for v in predictions.values()) and wrong_removal is None
+                               and prompt_only_extra is None):
         raise NotAttempted(_DIAGNOSIS_HINT)
-    truth, problems = filter_case_outcomes(), []
+    removals, problems = filter_case_removals(), []
+    truth = {cid: outcome for cid, (outcome, _) in removals.items()}
     by_id = {r["id"]: r for r in FILTER_CASES}
     for r in FILTER_CASES:
         guess = predictions.get(r["id"])
@@ -215,30 +267,56 @@ def filter_diagnosis_problems(predictions: dict | None, prompt_only_mistake: str
     extra = sorted(set(predictions) - set(truth))
     if extra:
         problems.append(f"no record is called {', '.join(map(repr, extra))}: the ids are {', '.join(truth)}")
-    prompt_only = filter_case_outcomes(check_replies=False)
-    wrong = [cid for cid in truth if prompt_only[cid] == "near_duplicate" and truth[cid] == "kept"]
-    if prompt_only_mistake is None:
-        problems.append("PROMPT_ONLY_MISTAKE: which record would a prompt-only near-duplicate filter remove wrongly?")
-    elif prompt_only_mistake not in wrong:
-        m = prompt_only_mistake
-        if truth.get(m) == "near_duplicate":
-            why = (f"{m} asks the same question as an earlier record and gets the same answer: removing it is right, "
-                   "with or without the reply check")
-        elif truth.get(m) in ("exact_duplicate", "empty"):
-            why = f"{m} never reaches the near-duplicate filter: filter {'3' if truth[m] == 'exact_duplicate' else '1'} removes it first"
-        elif m in truth and any(o["id"] > m and _similarity(_prompt(o), _prompt(by_id[m])) >= 0.7 for o in FILTER_CASES):
-            why = f"{m} is the first of its pair: a near-duplicate filter removes the later record, never the first"
-        elif m in truth:
-            why = f"{m}'s prompt is not similar to any other prompt: no near-duplicate rule touches it"
-        else:
+    wrong, prompt_only = filter_case_judgements()
+
+    m = wrong_removal
+    if m is None:
+        problems.append("WRONG_REMOVAL: which record does the pipeline remove although it is not a copy of its twin?")
+    elif m not in wrong:
+        if m not in truth:
             why = f"there is no record {m!r}: the ids are {', '.join(truth)}"
-        problems.append(f"PROMPT_ONLY_MISTAKE = {m!r}: {why}")
+        elif truth[m] == "kept":
+            why = f"the pipeline keeps {m}; the question is about a record it removes"
+        elif truth[m] == "empty":
+            why = f"{m}'s reply is <nooutput>, not an answer: removing it is right"
+        else:
+            twin = removals[m][1]
+            why = (f"{m} is {twin} again, prompt and answer, up to capitals and punctuation — a copy: removing it "
+                   "is right")
+        problems.append(f"WRONG_REMOVAL = {m!r}: {why}")
+
+    if prompt_only_extra is None:
+        problems.append("PROMPT_ONLY_EXTRA: which records would a near-duplicate filter without the reply check "
+                        "remove in addition? (a set of ids)")
+    else:
+        given = _ids(prompt_only_extra)
+        for cid in sorted(prompt_only - given):
+            first = _first_similar(cid)
+            pj = _similarity(_prompt(first), _prompt(by_id[cid]))
+            problems.append(f"PROMPT_ONLY_EXTRA misses {cid}: its prompt and {first['id']}'s have J = {pj:.2f} ≥ 0.7 "
+                            + ("— the shared passage outweighs the different question" if _PASSAGE in _prompt(by_id[cid])
+                               else "— only the number differs") + f"; only the reply check ({_reply(first)!r} vs "
+                            f"{_reply(by_id[cid])!r}) keeps it")
+        for cid in sorted(given - prompt_only):
+            if cid not in truth:
+                why = f"there is no record {cid!r}"
+            elif truth[cid] in ("empty", "exact_duplicate"):
+                why = (f"{cid} never reaches the near-duplicate filter: filter "
+                       f"{'1' if truth[cid] == 'empty' else '3'} removes it first")
+            elif truth[cid] == "near_duplicate":
+                why = f"{cid} is removed with the reply check too — 'in addition' means beyond what the pipeline removes"
+            elif any(o["id"] > cid and _similarity(_prompt(o), _prompt(by_id[cid])) >= 0.7 for o in FILTER_CASES):
+                why = f"{cid} is the first of its pairs: a near-duplicate filter removes the later record, never the first"
+            else:
+                why = f"{cid}'s prompt is not similar to any other prompt: no near-duplicate rule touches it"
+            problems.append(f"PROMPT_ONLY_EXTRA includes {cid!r}: {why}")
     return problems
 
 
-def check_filter_diagnosis(predictions: dict | None, prompt_only_mistake: str | None) -> bool:
-    """Print feedback on notebook 02's diagnosis exercise; True when every prediction is right."""
-    return verdict(filter_diagnosis_problems, predictions, prompt_only_mistake,
-                   success="✅ Right: A kept, B empty (<nooutput>), C exact copy of A, D kept, E kept (a different task: "
-                           "the reply check saves it — a prompt-only rule would have removed it), F kept, G near "
-                           "copy of F.")
+def check_filter_diagnosis(predictions: dict | None, wrong_removal: str | None, prompt_only_extra=None) -> bool:
+    """Print feedback on notebook 02's diagnosis exercise; True when every answer is right."""
+    return verdict(filter_diagnosis_problems, predictions, wrong_removal, prompt_only_extra,
+                   success="✅ Right: A and B empty (<nooutput> — filter 1 removes both before the exact filter runs), "
+                           "C kept, D kept (same passage, different question), E exact copy of C, F kept, G near copy "
+                           "of F (removed wrongly: another number, but the same one-word answer), H kept. Without the "
+                           "reply check D and H would go too.")
