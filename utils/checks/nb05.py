@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..env import pick_device_and_precision, precision_for
+from ..loss import masked_nll, n_targets
 from ..masking import IGNORE_INDEX
 from ..memory import GPT2_LARGE, GPT2_MEDIUM, GPT2_SMALL, OPTIMIZER_BYTES, ModelShape, activation_memory, static_training_memory
 from ..models import TINY_GPT2, tiny_model
@@ -38,12 +39,26 @@ def param_count_problems(count_params) -> list[str]:
         if got == expected:
             continue
         diff = int(got) - expected
-        why = {shape.vocab_size * d: "you counted the LM head as its own matrix; GPT-2 ties it to the token embedding",
-               -shape.vocab_size * d: "the token embedding (vocab_size × n_embd) is missing",
-               -shape.n_positions * d: "the position embedding (n_positions × n_embd) is missing",
+        V, P = shape.vocab_size, shape.n_positions
+        why = {V * d: "you counted the LM head as its own matrix; GPT-2 ties it to the token embedding",
+               V * d + V: "you counted the LM head as its own matrix, with a bias; GPT-2 ties it to the token embedding "
+                          "and it has no bias",
+               -V * d: "the token embedding (vocab_size × n_embd) is missing",
+               -P * d: "the position embedding (n_positions × n_embd) is missing",
                -2 * d: "the final LayerNorm (ln_f: gain and bias, 2·n_embd) is missing",
                -13 * d * L: "biases and LayerNorm parameters are missing: each block has 13·n_embd of them",
-               -4 * d * L: "each block's two LayerNorms (gain + bias, 4·n_embd) are missing"}.get(diff)
+               -9 * d * L: "the biases of the four linear layers are missing (c_attn 3d, attn c_proj d, c_fc 4d, "
+                           "mlp c_proj d: 9·n_embd per block)",
+               -11 * d * L - d: "every bias is missing: the linear layers' (9·n_embd per block), the LayerNorms' "
+                                "(2·n_embd per block) and ln_f's (n_embd)",
+               -4 * d * L: "each block's two LayerNorms (gain + bias, 4·n_embd) are missing",
+               -(2 * d * d + 2 * d) * L: "c_attn is d × 3d (queries, keys and values in one matrix, bias 3d); you "
+                                         "counted it as d × d",
+               -(6 * d * d + 3 * d) * L: "the MLP widens to 4·n_embd: c_fc is d × 4d (bias 4d) and its c_proj 4d × d; "
+                                         "you counted them as d × d"}.get(diff)
+        if why is None and shape is TINY_GPT2 and diff == (50257 - V) * d + (1024 - P) * d:
+            why = ("use the vocab_size and n_positions you are given: the tiny model has its own, you used GPT-2's "
+                   "50,257 and 1,024")
         if why is None and diff % L == 0:
             why = (f"the per-block count is off by {diff // L:,} (a block has 12·d² + 13·d = {12 * d * d + 13 * d:,}: "
                    "c_attn d×3d, attn c_proj d×d, c_fc d×4d, mlp c_proj 4d×d, their biases, two LayerNorms)")
@@ -74,9 +89,40 @@ def static_memory_problems(static_memory) -> list[str]:
                 problems.append(f"{name}: the result has no {part!r} entry")
             elif int(got[part]) != expected[part]:
                 ratio = f" ({int(got[part]) / expected[part]:.2f}× the expected)" if expected[part] else ""
+                why = _static_memory_mistake(part, int(got[part]), n, optimizer, n_lora)
                 problems.append(f"{name}, {part}: you predicted {_gib(int(got[part]))}, expected "
-                                f"{_gib(expected[part])}{ratio} — {hints[part]}")
+                                f"{_gib(expected[part])}{ratio} — {why + '; ' if why else ''}{hints[part]}")
     return problems
+
+
+def _static_memory_mistake(part: str, got: int, n: int, optimizer: str, n_lora: int) -> str:
+    """The likely slip behind a wrong ``static_memory`` entry, or "" when none fits."""
+    trainable = n_lora or n
+    if part == "weights":
+        return {2 * (n + n_lora): "you counted 2-byte (fp16) weights; the master weights stay fp32 even under "
+                                  "mixed precision",
+                4 * n: "you left out the LoRA adapters' own weights" if n_lora else "",
+                4 * n_lora: "you counted only the adapters; the frozen base weights are in memory too" if n_lora else "",
+                }.get(got, "")
+    if part == "gradients":
+        return {4 * n: "you gave every parameter a gradient; with LoRA the base is frozen and only the adapters "
+                       "train" if n_lora else "",
+                2 * trainable: "you counted 2-byte (fp16) gradients; they are fp32 like the master weights",
+                0: "the trained parameters do have gradients"}.get(got, "")
+    state = {"adamw": 8, "adamw8bit": 2, "sgd": 0}[optimizer]
+    mistakes = {}
+    if n_lora:
+        mistakes[state * n] = "you kept optimizer state for the frozen base too; only trainable parameters have any"
+    if optimizer == "adamw":
+        mistakes[4 * trainable] = "you counted one moment; AdamW keeps two (m and v), 4 bytes each"
+        mistakes[16 * trainable] = "you counted 16 bytes: m and v are 8, the weights and gradients are counted apart"
+    elif optimizer == "adamw8bit":
+        mistakes[1 * trainable] = "you counted one byte per parameter; 8-bit AdamW keeps two 1-byte moments (m and v)"
+        mistakes[8 * trainable] = "you counted fp32 moments; 8-bit AdamW stores m and v in one byte each"
+    else:
+        mistakes[4 * trainable] = "you counted a momentum buffer; plain SGD (no momentum) keeps no state at all"
+        mistakes[8 * trainable] = "you counted Adam's two moments; plain SGD keeps no state at all"
+    return mistakes.get(got, "")
 
 
 def precision_choice_problems(choose_precision) -> list[str]:
@@ -89,12 +135,20 @@ def precision_choice_problems(choose_precision) -> list[str]:
         if problem:
             return [problem]
         expected = precision_for(capability)
+        if got not in ("fp32", "fp16", "bf16"):
+            return [f"{name}: you returned {got!r}; answer with one of the strings 'fp32', 'fp16', 'bf16' "
+                    "(not a torch.dtype or another spelling)"]
         if got != expected:
+            slip = {("fp16", "fp32"): "half precision on a CPU is slow and has no tensor cores to gain from; ",
+                    ("bf16", "fp32"): "half precision on a CPU is slow and has no tensor cores to gain from; ",
+                    ("fp32", "fp16"): "fp32 leaves the GPU's half-precision tensor cores idle; ",
+                    ("fp32", "bf16"): "fp32 leaves the GPU's half-precision tensor cores idle; ",
+                    ("fp16", "bf16"): "fp16 works here but needs a loss scaler for nothing; "}.get((got, expected), "")
             why = {"fp32": "without a GPU there is no fast half precision: train in fp32",
                    "fp16": "below compute capability 8 bf16 is emulated (slow) even where "
                            "torch.cuda.is_bf16_supported() says True: use fp16 autocast with a loss scaler",
                    "bf16": "from compute capability 8 (Ampere) on, bf16 runs natively and needs no loss scaler"}[expected]
-            problems.append(f"{name} (capability {capability}): you chose {got!r}, expected {expected!r} — {why}")
+            problems.append(f"{name} (capability {capability}): you chose {got!r}, expected {expected!r} — {slip}{why}")
     return problems
 
 
@@ -109,21 +163,35 @@ def lora_config_problems(make_lora_config) -> list[str]:
         return [f"return a peft.LoraConfig, not {type(config).__name__}"]
     problems = []
     wanted = {"c_attn", "c_proj", "c_fc"}
-    targets = set(config.target_modules or [])
-    if targets != wanted:
-        missing, extra = sorted(wanted - targets), sorted(targets - wanted)
-        problems.append("target_modules should be exactly c_attn, c_proj, c_fc (GPT-2's Conv1D layers; c_proj "
-                        f"matches both the attention and the MLP projection); missing {missing}, extra {extra}")
+    if not isinstance(config.target_modules, str):      # a string is a regular expression: the count below judges it
+        targets = set(config.target_modules or [])
+        if targets != wanted:
+            missing, extra = sorted(wanted - targets), sorted(targets - wanted)
+            llama = sorted(targets & {"q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"})
+            problems.append("target_modules should be exactly c_attn, c_proj, c_fc (GPT-2's Conv1D layers; c_proj "
+                            f"matches both the attention and the MLP projection); missing {missing}, extra {extra}"
+                            + (f" — {llama} are LLaMA's layer names: GPT-2 computes q, k and v in one c_attn"
+                               if llama else ""))
+            if not targets & wanted:
+                problems.append("none of GPT-2's layers is adapted: get_peft_model would fail or train nothing")
     if not config.fan_in_fan_out:
         problems.append("set fan_in_fan_out=True: GPT-2's Conv1D stores its weight as (in, out), the transpose "
                         "of nn.Linear, and LoRA must know to merge it that way")
     if config.r != 4:
         problems.append(f"use the rank you were given: make_lora_config(4) returned r={config.r}")
+    if getattr(config, "bias", "none") != "none":
+        problems.append(f"bias={config.bias!r} makes biases trainable too; LoRA trains only its A and B matrices "
+                        "(bias='none', the default)")
+    if getattr(config, "modules_to_save", None):
+        problems.append(f"modules_to_save={config.modules_to_save} trains full copies of those modules; leave it out")
     if problems:
         return problems
     shape = TINY_GPT2
     model = tiny_model()
-    peft_model = get_peft_model(model, config)
+    try:
+        peft_model = get_peft_model(model, config)
+    except Exception as e:  # noqa: BLE001 — e.g. a regular expression that matches no layer
+        return [f"get_peft_model failed with your config: {type(e).__name__}: {e}"]
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     if trainable != shape.lora_params(4):
         problems.append(f"the tiny model gets {trainable:,} trainable parameters, expected {shape.lora_params(4):,} "
@@ -148,9 +216,21 @@ def memory_savers_problems(add_memory_savers) -> list[str]:
         eight_bit = isinstance(optimizer, bnb.optim.optimizer.Optimizer8bit) and optimizer.args.optim_bits == 8
     except ImportError:
         eight_bit = False
-    if not eight_bit:
-        problems.append(f"return bitsandbytes' 8-bit AdamW (bnb.optim.AdamW8bit), not {type(optimizer).__name__}")
+    if optimizer is None:
+        problems.append("you returned nothing: build bitsandbytes' 8-bit AdamW (bnb.optim.AdamW8bit) over the "
+                        "trainable parameters and return it")
         return problems
+    if not eight_bit:
+        kind = ("a 32-bit bitsandbytes optimizer (optim_bits=32): its states are as large as torch's"
+                if type(optimizer).__module__.startswith("bitsandbytes") else type(optimizer).__name__)
+        problems.append(f"return bitsandbytes' 8-bit AdamW (bnb.optim.AdamW8bit), not {kind}")
+        return problems
+    if type(optimizer).__name__ not in ("AdamW8bit", "PagedAdamW8bit"):
+        problems.append(f"{type(optimizer).__name__} is not AdamW: use bnb.optim.AdamW8bit (decoupled weight decay)")
+    lrs = sorted({g["lr"] for g in optimizer.param_groups})
+    if lrs != [1e-3]:
+        problems.append(f"use the learning rate you were given: add_memory_savers(model, 1e-3) made an optimizer "
+                        f"with lr {lrs if len(lrs) > 1 else lrs[0]}")
     covered = {id(p) for g in optimizer.param_groups for p in g["params"]}
     missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in covered]
     if missing:
@@ -160,7 +240,9 @@ def memory_savers_problems(add_memory_savers) -> list[str]:
 
 def validation_loss_problems(validation_loss) -> list[str]:
     """``validation_loss(model, batches) -> (loss per supervised token, perplexity)``."""
-    model = tiny_model(replace(TINY_GPT2, n_layer=1, n_embd=32))
+    # A wide initialisation makes the batches' mean losses differ by about a nat (at GPT-2's 0.02 every token costs
+    # ≈ ln 50257 and any weighting gives nearly the same number): a wrong weighting then shows plainly.
+    model = tiny_model(replace(TINY_GPT2, n_layer=1, n_embd=32), initializer_range=0.5)
     g = torch.Generator().manual_seed(1)
     batches = []
     for n_batch, length, supervised in [(2, 24, 20), (3, 16, 2), (1, 8, 5)]:   # very different token counts
@@ -170,30 +252,81 @@ def validation_loss_problems(validation_loss) -> list[str]:
         batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
     model.train()
     got, problem = attempt(validation_loss, model, batches)
+    if problem and "OverflowError" in problem:
+        return [f"{problem} — exp(loss) overflows only for a loss in the hundreds: is yours a sum of token losses "
+                "rather than the mean per supervised token?"]
     if problem:
         return [problem]
     expected = evaluate(model, batches, pick_device_and_precision("cpu"))
     try:
         loss, ppl = float(got[0]), float(got[1])
-    except (TypeError, IndexError, ValueError):
+    except (TypeError, IndexError, ValueError, RuntimeError):
         return [f"return a pair (loss, perplexity), not {got!r}"]
     problems = []
+    if any(isinstance(x, torch.Tensor) and x.requires_grad for x in got[:2]):
+        problems.append("your loss still carries the autograd graph: evaluate under torch.no_grad() (nothing is "
+                        "trained here, and the graph holds every activation) and return plain floats")
     if abs(loss - expected) > 1e-4:
-        means = []
-        with torch.no_grad():
-            model.eval()
-            for b in batches:
-                means.append(float(model(**b).loss))
-        if abs(loss - sum(means) / len(means)) < 1e-4:
-            problems.append(f"your loss {loss:.4f} is the mean of the batch means; weight each batch by its "
-                            f"supervised tokens (sum of token losses / all tokens) to get {expected:.4f}")
-        else:
-            problems.append(f"your loss {loss:.4f} differs from the loss per supervised token {expected:.4f} "
-                            f"(by {loss - expected:+.4f}); use model.eval(), sum the token losses of every batch "
-                            "(labels −100 ignored) and divide by the number of supervised tokens")
-    if abs(ppl - math.exp(loss)) > 1e-3 * math.exp(loss):
-        problems.append(f"perplexity is exp(loss): exp({loss:.4f}) = {math.exp(loss):.3f}, you returned {ppl:.3f}")
+        problems.append(_validation_loss_mistake(validation_loss, model, batches, loss, expected))
+    if loss < 700 and abs(ppl - math.exp(loss)) > 1e-3 * math.exp(loss):    # (exp overflows above ≈ 709)
+        why = (" — that is 2^loss; the loss is in nats (natural log), so its perplexity is e^loss"
+               if abs(ppl - 2 ** loss) < 1e-3 * 2 ** loss else "")
+        problems.append(f"perplexity is exp(loss): exp({loss:.4f}) = {math.exp(loss):.3f}, you returned {ppl:.3f}{why}")
     return problems
+
+
+def _validation_loss_mistake(validation_loss, model, batches, loss: float, expected: float) -> str:
+    """What the wrong ``loss`` most likely comes from: each candidate recomputes one likely slip (dropout off)."""
+    model.eval()
+    means, sums, n_sup, n_all, n_seq, sums_all, n_mask = [], [], [], [], [], [], []
+    with torch.no_grad():
+        for b in batches:
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+            sums.append(float(masked_nll(logits, b["labels"], reduction="sum")))
+            n_sup.append(n_targets(b["labels"]))
+            means.append(sums[-1] / n_sup[-1])
+            sums_all.append(float(masked_nll(logits, b["input_ids"], reduction="sum")))
+            n_all.append(n_targets(b["input_ids"]))
+            n_seq.append(len(b["input_ids"]))
+            n_mask.append(int(b["attention_mask"].sum()))
+    candidates = [
+        (sum(means) / len(means),
+         f"your loss {loss:.4f} is the mean of the batch means; weight each batch by its supervised tokens (sum of "
+         f"token losses / all tokens) to get {expected:.4f}"),
+        (sum(m * k for m, k in zip(means, n_seq)) / sum(n_seq),
+         f"your loss {loss:.4f} weights each batch by its number of sequences; weight by supervised tokens (sum of "
+         f"token losses / all supervised tokens) to get {expected:.4f}"),
+        (sum(sums) / sum(n_all),
+         f"your loss {loss:.4f} divides by every token, not by the supervised ones: count only positions whose label "
+         f"is not −100 (they get {expected:.4f})"),
+        (sum(sums) / sum(n_mask),
+         f"your loss {loss:.4f} divides by every token of the attention mask, not by the supervised ones: count only "
+         f"the positions whose label is not −100 (they get {expected:.4f})"),
+        (sum(sums_all) / sum(n_all),
+         f"your loss {loss:.4f} includes the positions labelled −100 (the prompt): score only the supervised tokens, "
+         f"pass the labels, not the input ids ({expected:.4f})"),
+        (sum(sums), f"your loss {loss:.4f} is the sum of the token losses; divide by the number of supervised tokens "
+                    f"({expected:.4f})"),
+        (sum(means), f"your loss {loss:.4f} is the sum of the batch means; divide the token losses' sum by the number "
+                     f"of supervised tokens ({expected:.4f})"),
+    ]
+    for value, why in candidates:
+        if abs(loss - value) < 1e-4:
+            return why
+    model.train()                                    # as the learner's function found it
+    with torch.random.fork_rng(devices=[]):          # the learner's random state stays as it was
+        again, _ = attempt(validation_loss, model, batches)
+    try:
+        again = float(again[0])
+    except (TypeError, IndexError, ValueError, RuntimeError):
+        again = loss
+    model.eval()
+    if abs(again - loss) > 1e-6:
+        return (f"your loss {loss:.4f} changes from call to call ({again:.4f} the next time): dropout is on — call "
+                f"model.eval() first (then it is {expected:.4f}; dropout is for training only)")
+    return (f"your loss {loss:.4f} differs from the loss per supervised token {expected:.4f} (by {loss - expected:+.4f}); "
+            "use model.eval(), sum the token losses of every batch (labels −100 ignored) and divide by the number of "
+            "supervised tokens")
 
 
 def save_reload_problems(save_and_reload, tmp_dir) -> list[str]:
@@ -218,8 +351,12 @@ def save_reload_problems(save_and_reload, tmp_dir) -> list[str]:
     problems = []
     files = sorted(p.name for p in directory.glob("*")) if directory.exists() else []
     if "adapter_model.safetensors" not in files:
+        whole = (" — model.safetensors is the whole model (merged or the base's own save_pretrained): save only the "
+                 "adapters, with the PeftModel's save_pretrained" if any(f.startswith("model") and
+                                                                          f.endswith(".safetensors") for f in files)
+                 else "")
         problems.append(f"{directory} should hold adapter_model.safetensors (model.save_pretrained writes it); "
-                        f"found {files or 'nothing'}")
+                        f"found {files or 'nothing'}{whole}")
     if any(f.endswith((".bin", ".pt", ".pkl")) for f in files):
         problems.append("save with safetensors, not pickle files (.bin/.pt): loading a pickle can run code")
     if reloaded is model:
@@ -232,7 +369,15 @@ def save_reload_problems(save_and_reload, tmp_dir) -> list[str]:
         return problems + [f"the reloaded model cannot run: {type(e).__name__}: {e}"]
     diff = float((after - before).abs().max())
     if diff > 1e-5:
-        problems.append(f"the reloaded model's logits differ by up to {diff:.3g}: load the adapter onto a fresh "
+        with torch.no_grad():
+            bare = make_base().eval()(input_ids=x).logits
+        why = ""
+        if float((after - bare).abs().max()) <= 1e-5:
+            from peft import PeftModel
+            why = (" — its adapters are new ones, not the saved ones (get_peft_model makes fresh adapters whose B = 0 "
+                   "changes nothing)" if isinstance(reloaded, PeftModel) else " — it is the base model without the "
+                   "adapters")
+        problems.append(f"the reloaded model's logits differ by up to {diff:.3g}{why}: load the adapter onto a fresh "
                         "base model with PeftModel.from_pretrained(make_base(), directory)")
     return problems
 

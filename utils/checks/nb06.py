@@ -20,25 +20,80 @@ from ..training import TrainConfig, flops_per_token, grad_norms_by_group, lr_at,
 from .feedback import NotAttempted, attempt, verdict
 
 
+def _lr_slips(step: int, max_lr: float, warmup: int, total: int, min_lr: float) -> dict[str, float]:
+    """{what went wrong: the learning rate that slip gives at ``step``} for the schedules learners write most often."""
+    def cosine(progress, floor=min_lr, peak=max_lr):
+        return floor + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (peak - floor)
+    right = lr_at(step, TrainConfig(max_steps=total, lr=max_lr, warmup_steps=warmup, min_lr=min_lr))
+    after = step >= warmup
+    p = (step - warmup) / (total - 1 - warmup)
+    return {
+        "warmup is linear and starts above 0: step s (0-based) gets max_lr·(s+1)/warmup_steps, so the first step "
+        "already learns and the last warmup step reaches max_lr — yours starts at 0 (max_lr·s/warmup_steps)":
+            right if after else max_lr * step / warmup,
+        "your warmup divides by warmup_steps + 1 (nanoGPT's (it+1)/(warmup_iters+1)): it reaches max_lr one step "
+        "late; here step s gets max_lr·(s+1)/warmup_steps":
+            right if after else max_lr * (step + 1) / (warmup + 1),
+        "your cosine decays to 0 and ignores min_lr: min_lr + ½(1 + cos(π·progress))·(max_lr − min_lr)":
+            right if not after else cosine(p, floor=0.0),
+        "your cosine adds min_lr on top of the full swing (min_lr + ½(1 + cos)·max_lr starts above max_lr): the swing "
+        "is max_lr − min_lr":
+            right if not after else min_lr + 0.5 * (1 + math.cos(math.pi * min(p, 1.0))) * max_lr,
+        "off by one at the end: progress = (step − warmup)/(total − warmup) never reaches 1, so the last step "
+        "(total − 1) stays above min_lr; divide by total − 1 − warmup":
+            right if not after else cosine((step - warmup) / (total - warmup)),
+        "your decay starts one step too soon (progress = (step − warmup + 1)/(total − warmup)): the first step after "
+        "warmup must still get max_lr — progress = (step − warmup)/(total − 1 − warmup)":
+            right if not after else cosine((step - warmup + 1) / (total - warmup)),
+        "your decay is a straight line; the schedule follows half a cosine, ½(1 + cos(π·progress))":
+            right if not after else min_lr + (1 - min(p, 1.0)) * (max_lr - min_lr),
+        "your cosine runs over the whole training, not just the steps after warmup: progress = (step − warmup)/"
+        "(total − 1 − warmup)":
+            right if not after else cosine(step / (total - 1)),
+        "your schedule counts steps from 1 (warmup max_lr·step/warmup_steps, progress over total − warmup), but the "
+        "steps are 0-based: step s gets max_lr·(s+1)/warmup_steps, and progress = (step − warmup)/(total − 1 − warmup) "
+        "reaches 1 at the last step, total − 1":
+            max_lr * step / warmup if not after else cosine((step - warmup) / (total - warmup)),
+    }
+
+
 def lr_schedule_problems(lr_schedule) -> list[str]:
     """``lr_schedule(step, max_lr, warmup_steps, total_steps, min_lr) -> float``, 0-based steps (= utils.training.lr_at)."""
     cfg = TrainConfig(max_steps=50, lr=1e-3, warmup_steps=10, min_lr=1e-4)
+    close = lambda a, b: abs(a - b) <= 1e-9 + 1e-6 * abs(b)
+    got_all, first_wrong = [], None
     for step in range(50):
         got, problem = attempt(lr_schedule, step, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)
         if problem:
             return [problem]
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            return [f"step {step}: return the learning rate as a number, not {type(got).__name__}"]
+        got_all.append(got)
         expected = lr_at(step, cfg)
-        if abs(float(got) - expected) > 1e-9 + 1e-6 * expected:
-            if step < cfg.warmup_steps:
-                why = ("warmup is linear and starts above 0: step s (0-based) gets max_lr·(s+1)/warmup_steps, "
-                       "so the first step already learns and the last warmup step reaches max_lr")
-            elif step == cfg.max_steps - 1:
-                why = "the cosine must reach min_lr exactly at the last step (progress = 1 there)"
-            else:
-                why = ("after warmup: min_lr + ½(1 + cos(π·progress))·(max_lr − min_lr) with "
-                       "progress = (step − warmup)/(total − 1 − warmup)")
-            return [f"step {step}: you gave {float(got):.3g}, expected {expected:.3g} — {why}"]
-    return []
+        if first_wrong is None and not close(got, expected):
+            first_wrong = (step, got, expected)
+    if first_wrong is None:
+        return []
+    step, got, expected = first_wrong
+    slips = [why for why in _lr_slips(0, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)
+             if all(close(g, _slip_value(why, s, cfg)) for s, g in enumerate(got_all))]
+    if slips:
+        why = slips[0]
+    elif step < cfg.warmup_steps:
+        why = ("warmup is linear and starts above 0: step s (0-based) gets max_lr·(s+1)/warmup_steps, "
+               "so the first step already learns and the last warmup step reaches max_lr")
+    elif step == cfg.max_steps - 1:
+        why = "the cosine must reach min_lr exactly at the last step (progress = 1 there)"
+    else:
+        why = ("after warmup: min_lr + ½(1 + cos(π·progress))·(max_lr − min_lr) with "
+               "progress = (step − warmup)/(total − 1 − warmup)")
+    return [f"step {step}: you gave {got:.4g}, expected {expected:.4g} — {why}"]
+
+
+def _slip_value(why: str, step: int, cfg: TrainConfig) -> float:
+    return _lr_slips(step, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)[why]
 
 
 def clip_problems(clip_global_norm) -> list[str]:
@@ -49,31 +104,70 @@ def clip_problems(clip_global_norm) -> list[str]:
         for p in ps:
             p.grad = torch.randn(p.shape, generator=g) * 3
         return ps
-    mine, ref = params(0), params(0)
+    mine, ref, original = params(0), params(0), params(0)
     got, problem = attempt(clip_global_norm, mine, 1.0)
     if problem:
         return [problem]
     expected = float(torch.nn.utils.clip_grad_norm_(ref, 1.0))
+    grads = [p.grad for p in original]
     problems = []
-    if got is None or abs(float(got) - expected) > 1e-4 * expected:
+    try:
+        got = None if got is None else float(got)
+    except (TypeError, ValueError, RuntimeError):
+        return [f"return the global norm before clipping as one number, not {type(got).__name__}"]
+    if got is None or abs(got - expected) > 1e-4 * expected:
         after = float(torch.sqrt(sum((p.grad ** 2).sum() for p in mine)))
-        hint = " (that is the norm after clipping: return the one before)" if got is not None and abs(float(got) - after) < 1e-4 else ""
-        problems.append(f"returned {got}, expected the global norm before clipping {expected:.4f}{hint}")
-    per_tensor = all(float(p.grad.norm()) <= 1.0 + 1e-5 for p in mine) and \
-        abs(float(torch.sqrt(sum((p.grad ** 2).sum() for p in mine))) - 1.0) > 1e-3
+        other_norms = {
+            after: " (that is the norm after clipping: return the one before)",
+            float(sum(g.norm() for g in grads)): " (that is the sum of the per-tensor norms: norms do not add — take "
+                                                 "the root of the sum of ALL squared entries)",
+            float(sum(g.abs().sum() for g in grads)): " (that is the L1 norm, the sum of |g|: the global norm is the L2 "
+                                                      "norm, √(Σ g²) over all gradients)",
+            float(max(g.abs().max() for g in grads)): " (that is the largest |g|, the ∞-norm: the global norm is the "
+                                                      "L2 norm, √(Σ g²) over all gradients)",
+            float(sum((g ** 2).sum() for g in grads)): " (that is the sum of squares: take its square root)",
+        }
+        hint = "" if got is None else next((h for v, h in other_norms.items() if abs(got - v) < 1e-4 * abs(v)), "")
+        if got is None:
+            hint = " (your function returned nothing: return the norm before clipping)"
+        problems.append(f"returned {'nothing' if got is None else f'{got:.4f}'}, expected the global norm before "
+                        f"clipping {expected:.4f}{hint}")
+    def like(tensors) -> bool:
+        return all(torch.allclose(p.grad, t, rtol=1e-4, atol=1e-6) for p, t in zip(mine, tensors))
+    per_tensor = like([g * min(1.0, 1.0 / (float(g.norm()) + 1e-6)) for g in grads])
+    value_clipped = like([g.clamp(-1.0, 1.0) for g in grads])
+    flat, flat_orig = torch.cat([p.grad.flatten() for p in mine]), torch.cat([g.flatten() for g in grads])
+    factor = float(flat @ flat_orig / (flat_orig @ flat_orig))
+    one_factor = like([g * factor for g in grads])
     diff = max(float((a.grad - b.grad).abs().max()) for a, b in zip(mine, ref))
-    if per_tensor:
-        problems.append("each tensor was clipped on its own; clip all gradients together by ONE factor "
-                        "max_norm / global_norm, so their directions relative to each other are kept")
-    elif diff > 1e-5:
-        problems.append(f"the gradients after clipping differ from torch's by up to {diff:.3g}: multiply every "
-                        "gradient by min(1, max_norm / (global_norm + 1e-6)) in place")
+    unchanged = all(torch.equal(a.grad, b.grad) for a, b in zip(mine, original))
     small, ref_small = params(1), params(1)
     for p, q in zip(small, ref_small):
         p.grad.mul_(1e-3)
         q.grad.mul_(1e-3)
     attempt(clip_global_norm, small, 1.0)
-    if any(not torch.allclose(p.grad, q.grad) for p, q in zip(small, ref_small)):
+    small_changed = any(not torch.allclose(p.grad, q.grad) for p, q in zip(small, ref_small))
+    if unchanged and small_changed:
+        problems.append("your condition is the wrong way round: gradients whose global norm is above max_norm were left "
+                        "as they were and the small ones were scaled — clip only when the norm is above max_norm")
+        return problems
+    if unchanged:
+        problems.append("the gradients were not changed: scale each p.grad in place (p.grad.mul_(factor)); "
+                        "`g = g * factor` only makes a new tensor and rebinds a local name")
+    elif per_tensor:
+        problems.append("each tensor was clipped on its own; clip all gradients together by ONE factor "
+                        "max_norm / global_norm, so their directions relative to each other are kept")
+    elif value_clipped:
+        problems.append("you clipped each value to ±max_norm (clamp, clip_grad_value_): that changes the gradient's "
+                        "direction; scale all gradients by ONE factor max_norm / global_norm instead")
+    elif diff > 1e-5 and one_factor:
+        problems.append(f"all gradients were scaled by one factor — right — but by {factor:.4g}, not by "
+                        f"max_norm / global_norm = {1.0 / expected:.4g}: the global norm is √(Σ g²) over all gradients "
+                        "together")
+    elif diff > 1e-5:
+        problems.append(f"the gradients after clipping differ from torch's by up to {diff:.3g}: multiply every "
+                        "gradient by min(1, max_norm / (global_norm + 1e-6)) in place")
+    if small_changed:
         problems.append("gradients already below max_norm were changed: only scale down, never up")
     return problems
 
@@ -92,14 +186,62 @@ def loss_scale_problems(next_loss_scale) -> list[str]:
         got, problem = attempt(next_loss_scale, state[0], inf, state[1], 3)
         if problem:
             return [problem]
-        if got is None or tuple(got) != expected:
+        try:
+            got = None if got is None else tuple(got)
+            if got is not None and len(got) != 2:
+                raise ValueError
+        except (TypeError, ValueError):
+            return [f"return a pair (scale, good_steps), not {got!r}"]
+        if got != expected:
             what = ("an overflow halves the scale and resets the count of good steps" if inf else
                     "a good step adds 1 to the count; after growth_interval good steps in a row the scale doubles "
                     "and the count restarts")
+            slip = "" if got is None else _loss_scale_slip(next_loss_scale, got, expected, state, inf, 3)
             return [f"call {i + 1} (found_inf={inf}, scale={state[0]:g}, good_steps={state[1]}): you returned "
-                    f"{got if got is None else tuple(got)}, expected {expected} — {what}"]
+                    f"{got}, expected {expected} — {slip + '; ' if slip else ''}{what}"]
         state = expected
     return []
+
+
+def _loss_scale_slip(next_loss_scale, got: tuple, expected: tuple, state: tuple, inf: bool, interval: int) -> str:
+    """The likely slip behind one wrong ``next_loss_scale`` answer, or ""."""
+    (scale, good), (want_scale, want_good), (s0, g0) = got, expected, state
+    if inf:
+        if scale == s0 * 2:
+            return ("you raised the scale on an overflow: inf gradients mean the scaled loss was too large — lower it "
+                    "(×0.5)")
+        if scale == s0:
+            return "you kept the scale after an overflow: the same scale would overflow again — halve it"
+        if scale == want_scale and good != 0:
+            return (f"the scale is right, but the count of good steps must restart at 0 after an overflow (you "
+                    f"returned {good})")
+        if scale != want_scale and scale != 0:
+            return f"the backoff factor is ×0.5 (you gave ×{scale / s0:g})"
+        return ""
+    if want_scale == 2 * s0:                          # this good step completes a run: growth due
+        if scale == s0 and good == g0 + 1:
+            later, _ = attempt(next_loss_scale, s0, False, good, interval)
+            if isinstance(later, (tuple, list)) and len(later) == 2 and later[0] == 2 * s0:
+                return (f"the scale grows one step late (after {interval + 1} good steps): double it when the count, "
+                        f"with this step added, reaches growth_interval = {interval}")
+            return ("the scale never grows: count the good steps, and when the count reaches growth_interval double "
+                    "the scale")
+        if scale == 2 * s0 and good != 0:
+            return f"after the scale doubles, the count of good steps must restart at 0 (you returned {good})"
+        if scale == s0:
+            return (f"the scale should double now: this is good step {interval} in a row (= growth_interval) — "
+                    "compare the count after adding this step")
+        return ""
+    if scale == 2 * s0:
+        return (f"the scale doubled too early: only after growth_interval = {interval} good steps in a row (this was "
+                f"good step {g0 + 1}) — compare after adding this step, with ==, not before")
+    if scale == s0 * 0.5:
+        return "you lowered the scale without an overflow: a good step never lowers it"
+    if scale == s0 and good == g0:
+        return "a good step adds 1 to the count of good steps: you returned it unchanged"
+    if scale == s0 and good == 0:
+        return "you reset the count on a good step: only an overflow (or a growth) restarts it"
+    return ""
 
 
 def finite_guard_problems(assert_finite) -> list[str]:
@@ -113,9 +255,18 @@ def finite_guard_problems(assert_finite) -> list[str]:
             p.grad = torch.ones_like(p)
         return m
 
-    def expect_raise(args, kwargs, must_name, missing_message):
+    def raises(args, kwargs) -> bool:
         try:
             assert_finite(*args, **kwargs)
+        except FloatingPointError:
+            return True
+        except Exception:  # noqa: BLE001 — only a probe
+            return False
+        return False
+
+    def expect_raise(args, kwargs, must_name, missing_message, nan_probe=None):
+        try:
+            returned = assert_finite(*args, **kwargs)
         except FloatingPointError as e:
             absent = [x for x in must_name if x not in str(e)]
             return [f"name {' and '.join(repr(x) for x in must_name)} in the message, not only: {e}"] if absent else []
@@ -124,7 +275,15 @@ def finite_guard_problems(assert_finite) -> list[str]:
         except TypeError as e:
             return [f"it must accept loss_scaling=True/False: {e}"]
         except Exception as e:  # noqa: BLE001
-            return [f"raise FloatingPointError, not {type(e).__name__}: {e}"]
+            hint = (" (an `assert` raises AssertionError, and `python -O` removes it)" if isinstance(e, AssertionError)
+                    else "")
+            return [f"raise FloatingPointError, not {type(e).__name__}{hint}: {e}"]
+        if returned is not None:
+            return [f"{missing_message} — you returned {returned!r}; a guard raises FloatingPointError (a returned "
+                    "flag is easy to ignore, and the run goes on)"]
+        if nan_probe is not None and raises(*nan_probe):
+            return [f"{missing_message} — you test only for NaN (isnan); inf is not finite either: use "
+                    "math.isfinite / torch.isfinite, which catch both"]
         return [missing_message]
 
     model = model_with_grads()
@@ -132,10 +291,15 @@ def finite_guard_problems(assert_finite) -> list[str]:
     if problem:
         return [f"a healthy step must pass silently, but {problem}"]
     problems = expect_raise((7, math.nan, model), {}, ["7"], "a NaN loss at step 7 went through: raise FloatingPointError")
+    if not problems:
+        problems += expect_raise((8, math.inf, model), {}, ["8"], "an inf loss at step 8 went through: check the loss "
+                                 "for any non-finite value", nan_probe=((8, math.nan, model), {}))
+    nan_grads = model_with_grads()
+    nan_grads[1].weight.grad[0, 1] = math.nan
     model[1].weight.grad[0, 1] = math.inf
     problems += expect_raise((9, 0.5, model), {}, ["9", "1.weight"],
                              "an inf gradient in '1.weight' at step 9 went through (no loss scaling): check every "
-                             "parameter's gradient too")
+                             "parameter's gradient too", nan_probe=((9, 0.5, nan_grads), {}))
     # With a loss scaler the same inf gradient is an ordinary skipped step.
     _, problem = attempt(assert_finite, 10, 0.5, model, loss_scaling=True)
     if problem:
@@ -143,7 +307,8 @@ def finite_guard_problems(assert_finite) -> list[str]:
                         "scale — so the guard must let it through (raising kills healthy fp16 runs); check the "
                         f"loss and the weights instead. Yours: {problem}")
     problems += expect_raise((11, math.inf, model), {"loss_scaling": True}, ["11"],
-                             "with loss scaling an inf loss at step 11 went through: the loss is still checked")
+                             "with loss scaling an inf loss at step 11 went through: the loss is still checked",
+                             nan_probe=((11, math.nan, model), {"loss_scaling": True}))
     broken = model_with_grads()
     with torch.no_grad():
         broken[0].bias[1] = math.nan
@@ -174,21 +339,39 @@ def group_norm_problems(my_grad_norms) -> list[str]:
     model = tiny_model(replace(TINY_GPT2, n_embd=32))
     x = torch.randint(0, 50257, (2, 16), generator=torch.Generator().manual_seed(0))
     model(input_ids=x, labels=x).loss.backward()
-    got, problem = attempt(my_grad_norms, param_grad_norms(model))
+    norms = param_grad_norms(model)
+    got, problem = attempt(my_grad_norms, dict(norms))
     if problem:
         return [problem]
     expected = grad_norms_by_group(model)
     if not isinstance(got, dict) or set(got) != set(expected):
+        hint = ""
+        if isinstance(got, dict) and set(got) == set(norms):
+            hint = " — one entry per parameter: group the names with model_part(name) and combine each group's norms"
         return [f"expected the groups {list(expected)} (utils.training.model_part of each name), got "
-                f"{list(got) if isinstance(got, dict) else type(got).__name__}"]
+                f"{list(got) if isinstance(got, dict) else type(got).__name__}{hint}"]
+    members: dict[str, list[float]] = {}
+    for name, n in norms.items():
+        members.setdefault(model_part(name), []).append(n)
     problems = []
     for g, v in expected.items():
-        if abs(float(got[g]) - v) > 1e-4 * max(v, 1e-8):
-            ratio = float(got[g]) / v if v else float("nan")
-            hint = (" — that is the sum of the per-tensor norms; norms do not add, their squares do: take the square "
-                    "root of the sum of squares" if ratio > 1 else
-                    " — square each parameter's norm, sum the squares of the group, then take the root")
-            problems.append(f"{g}: you gave {float(got[g]):.4g}, expected {v:.4g}{hint}")
+        mine = float(got[g])
+        if abs(mine - v) > 1e-4 * max(v, 1e-8):
+            ns = members[g]
+            slips = [
+                (sum(ns), " — that is the sum of the per-tensor norms; norms do not add, their squares do: take the "
+                          "square root of the sum of squares"),
+                (sum(n * n for n in ns), " — that is the sum of the squares: take its square root"),
+                (math.sqrt(sum(n * n for n in ns) / len(ns)), " — you divided by the number of tensors (a root mean "
+                                                               "square): a group's norm is √(Σ‖∇p‖²), no averaging"),
+                (sum(ns) / len(ns), " — that is the mean of the per-tensor norms: square each, sum the squares, take "
+                                    "the root"),
+                (max(ns), " — that is the largest member's norm: every tensor of the group counts, √(Σ‖∇p‖²)"),
+            ]
+            hint = next((h for value, h in slips if abs(mine - value) <= 1e-4 * max(abs(value), 1e-8)), None)
+            if hint is None:
+                hint = " — square each parameter's norm, sum the squares of the group, then take the root"
+            problems.append(f"{g}: you gave {mine:.4g}, expected {v:.4g}{hint}")
     return problems
 
 
@@ -201,15 +384,33 @@ def flops_problems(my_flops_per_token) -> list[str]:
         if problem:
             return [problem]
         expected = flops_per_token(*args)
-        if abs(float(got) - expected) > 1e-6 * expected:
-            r = float(got) / expected
-            if abs(float(got) - 2 * shape.n_params) < 1e-3 * expected or abs(float(got) - (expected / 3)) < 1e-3 * expected:
-                why = "that is the forward pass only; backward costs about twice the forward: ×3"
-            elif abs(float(got) - 6 * shape.n_params) < 1e-6 * expected:
-                why = "add the attention term 6·n_layer·n_ctx·d_model (the scores and their use grow with the context)"
-            else:
-                why = f"{r:.2f}× the expected 6N + 6·n_layer·n_ctx·d_model"
-            problems.append(f"{name}: you gave {float(got):.4g}, expected {expected:.4g} — {why}")
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            return [f"return one number, the FLOPs per token, not {type(got).__name__}"]
+        if abs(got - expected) > 1e-6 * expected:
+            N, attn = shape.n_params, shape.n_layer * ctx * shape.n_embd
+            slips = [
+                (2 * N, "that is the forward pass only; backward costs about twice the forward: ×3"),
+                (2 * N + 2 * attn, "that is the forward pass only; backward costs about twice the forward: ×3"),
+                (4 * N + 4 * attn, "you counted backward as one forward; it costs about twice the forward (gradients "
+                                   "for the activations and for the weights): 2 + 4 = 6 per parameter"),
+                (6 * N, "add the attention term 6·n_layer·n_ctx·d_model (the scores and their use grow with the "
+                        "context)"),
+                (6 * N + 12 * attn, "that is nanoGPT's / PaLM's 6N + 12·n_layer·n_ctx·d_model (both attention matmuls "
+                                    "counted in full); this course uses Kaplan et al.'s 6N + 6·n_layer·n_ctx·d_model "
+                                    "(Table 1) — they differ by a few percent"),
+                (6 * N + 6 * attn * ctx, "per token the attention cost grows with n_ctx, not n_ctx² (n_ctx² is per "
+                                         "sequence): 6·n_layer·n_ctx·d_model"),
+                (6 * N + 6 * attn * shape.n_embd, "the attention term is linear in d_model (n_ctx·d_model per layer "
+                                                  "for the scores and their use), not d_model²"),
+                (6 * N + 6 * ctx * shape.n_embd, "the attention term is per layer: multiply by n_layer"),
+                (6 * N + 2 * attn, "the attention term needs the ×3 for backward too: 6·n_layer·n_ctx·d_model"),
+                (6 * N * ctx + 6 * attn * ctx, "that is per sequence of n_ctx tokens; the question is per token"),
+            ]
+            why = next((w for value, w in slips if abs(got - value) < 1e-4 * value),
+                       f"{got / expected:.2f}× the expected 6N + 6·n_layer·n_ctx·d_model")
+            problems.append(f"{name}: you gave {got:.4g}, expected {expected:.4g} — {why}")
     return problems
 
 
@@ -235,15 +436,54 @@ def accumulation_problems(accumulate) -> list[str]:
     diff = max(float((a.grad - b.grad).abs().max()) for a, b in zip(mine.parameters(), ref.parameters()))
     if diff <= 1e-6:
         return []
-    means = make()
-    for b in micro:
-        (masked_nll(means(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"]) / len(micro)).backward()
-    diff_means = max(float((a.grad - b.grad).abs().max()) for a, b in zip(mine.parameters(), means.parameters()))
-    if diff_means <= 1e-6:
-        return [f"you averaged the micro-batch means (largest gradient difference to the full batch {diff:.2e}): a "
-                "micro-batch with 1 response token then weighs as much as one with 12. Use the token sums: "
-                "masked_nll(..., reduction='sum') / (supervised tokens in all micro-batches)"]
-    return [f"the accumulated gradient differs from the full batch's by up to {diff:.2e} (must be ≤ 1e-6)"]
+    return [_accumulation_mistake(make, mine, micro, diff)]
+
+
+def _accumulation_mistake(make, mine, micro, diff: float) -> str:
+    """Name the likely slip behind a wrong accumulated gradient: each candidate replays one slip on a fresh model."""
+    def grads_of(losses_of) -> list[torch.Tensor]:
+        model = make()
+        for loss in losses_of(model):
+            loss.backward()
+        return [p.grad for p in model.parameters()]
+
+    def nll(model, b, reduction="mean"):
+        return masked_nll(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"],
+                          reduction=reduction)
+
+    total = sum(n_targets(b["labels"]) for b in micro)
+    n_seq = sum(len(b["input_ids"]) for b in micro)
+    last = micro[-1]
+    candidates = [
+        (lambda m: (nll(m, b) / len(micro) for b in micro),
+         f"you averaged the micro-batch means (largest gradient difference to the full batch {diff:.2e}): a "
+         "micro-batch with 1 response token then weighs as much as one with 12. Use the token sums: "
+         "masked_nll(..., reduction='sum') / (supervised tokens in all micro-batches)"),
+        (lambda m: (nll(m, b) for b in micro),
+         "you added the micro-batch means without dividing: the gradient is the sum of per-micro-batch means, "
+         f"{len(micro)}× too large on average and weighted per micro-batch. Use masked_nll(..., reduction='sum') / "
+         "(supervised tokens in all micro-batches)"),
+        (lambda m: (nll(m, b, "sum") for b in micro),
+         f"you forgot to divide: the summed token losses need ÷ {total}, the supervised tokens of all micro-batches"),
+        (lambda m: (nll(m, b) * len(b["input_ids"]) / n_seq for b in micro),
+         "you weighted each micro-batch by its number of sequences; the responses have different lengths, so weight "
+         "by supervised tokens: masked_nll(..., reduction='sum') / (supervised tokens in all micro-batches)"),
+        (lambda m: [nll(m, last, "sum") / total],
+         "only the last micro-batch's gradient is left: zeroing the gradients inside the loop (zero_grad before each "
+         "backward) wipes the earlier ones — accumulating means letting .grad add up"),
+        (lambda m: [nll(m, last) / len(micro)],
+         "only the last micro-batch's gradient is left: zeroing the gradients inside the loop (zero_grad before each "
+         "backward) wipes the earlier ones — accumulating means letting .grad add up"),
+        (lambda m: [nll(m, last)],
+         "only the last micro-batch's gradient is left: zeroing the gradients inside the loop (zero_grad before each "
+         "backward) wipes the earlier ones — accumulating means letting .grad add up"),
+    ]
+    for losses_of, why in candidates:
+        other = grads_of(losses_of)
+        if all(float((a.grad - b).abs().max()) <= 1e-6 + 1e-5 * float(b.abs().max())
+               for a, b in zip(mine.parameters(), other)):
+            return why
+    return f"the accumulated gradient differs from the full batch's by up to {diff:.2e} (must be ≤ 1e-6)"
 
 
 def check_lr_schedule(lr_schedule) -> bool:
