@@ -29,9 +29,9 @@ def attempt(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs), None
     except NotImplementedError as e:
-        raise NotAttempted(f"your function is not implemented yet: {e}" if str(e) else
-                           "your function is not implemented yet — replace `raise NotImplementedError` "
-                           "with your code") from None
+        raise NotAttempted("your function is not implemented yet — replace the `raise NotImplementedError(...)` line "
+                           "with your code and run the cell again (graded hints in the collapsed cells below)"
+                           + (f". The idea: {e}" if str(e) else "")) from None
     except Exception as e:  # noqa: BLE001 — report any error as feedback, not a traceback
         return None, f"calling it raised {type(e).__name__}: {e}"
 

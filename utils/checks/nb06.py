@@ -271,7 +271,9 @@ def finite_guard_problems(assert_finite) -> list[str]:
             absent = [x for x in must_name if x not in str(e)]
             return [f"name {' and '.join(repr(x) for x in must_name)} in the message, not only: {e}"] if absent else []
         except NotImplementedError as e:
-            raise NotAttempted(f"your function is not implemented yet: {e}") from None
+            raise NotAttempted("your function is not implemented yet — replace the `raise NotImplementedError(...)` "
+                               "line with your code and run the cell again (graded hints in the collapsed cells "
+                               "below)" + (f". The idea: {e}" if str(e) else "")) from None
         except TypeError as e:
             return [f"it must accept loss_scaling=True/False: {e}"]
         except Exception as e:  # noqa: BLE001
