@@ -70,14 +70,18 @@ OPTIMIZER_BYTES = {"adamw": 8, "adamw8bit": 2, "sgd": 0}   # state bytes per tra
 PRECISIONS = ("fp32", "fp16", "bf16")                       # fp16/bf16 = autocast, fp32 master weights
 
 
-def static_training_memory(config: ModelShape, optimizer: str = "adamw", lora_r: int | None = None) -> dict[str, int]:
-    """Weights, gradients and optimizer states in bytes (the table above), and their ``total``."""
+def static_bytes(n_params: int, optimizer: str = "adamw", n_lora: int = 0) -> dict[str, int]:
+    """Weights, gradients and optimizer states in bytes for ``n_params`` fp32 weights; with ``n_lora`` > 0 only that
+    many adapter parameters (held on top of the frozen model) train."""
     if optimizer not in OPTIMIZER_BYTES:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_BYTES)}, not {optimizer!r}")
-    n = config.n_params
-    n_train = config.lora_params(lora_r) if lora_r else n
-    parts = {"weights": 4 * n + (4 * n_train if lora_r else 0), "gradients": 4 * n_train,
-             "optimizer": OPTIMIZER_BYTES[optimizer] * n_train}
+    n_train = n_lora or n_params
+    return {"weights": 4 * (n_params + n_lora), "gradients": 4 * n_train, "optimizer": OPTIMIZER_BYTES[optimizer] * n_train}
+
+
+def static_training_memory(config: ModelShape, optimizer: str = "adamw", lora_r: int | None = None) -> dict[str, int]:
+    """Weights, gradients and optimizer states in bytes (the table above), and their ``total``."""
+    parts = static_bytes(config.n_params, optimizer, config.lora_params(lora_r) if lora_r else 0)
     return {**parts, "total": sum(parts.values())}
 
 

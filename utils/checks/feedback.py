@@ -21,6 +21,13 @@ def require_answer(answer, hint: str) -> None:
         raise NotAttempted(hint)
 
 
+def not_written(stub_error: NotImplementedError) -> NotAttempted:
+    """The "not attempted" verdict for a function that is still the stub: what to do next, and the stub's nudge."""
+    return NotAttempted("your function is not implemented yet — replace the `raise NotImplementedError(...)` line "
+                        "with your code and run the cell again (graded hints in the collapsed cells below)"
+                        + (f". The idea: {stub_error}" if str(stub_error) else ""))
+
+
 def attempt(fn, *args, **kwargs):
     """Call the learner's function; returns ``(result, problem)`` — problem names what went wrong.
 
@@ -29,9 +36,7 @@ def attempt(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs), None
     except NotImplementedError as e:
-        raise NotAttempted("your function is not implemented yet — replace the `raise NotImplementedError(...)` line "
-                           "with your code and run the cell again (graded hints in the collapsed cells below)"
-                           + (f". The idea: {e}" if str(e) else "")) from None
+        raise not_written(e) from None
     except Exception as e:  # noqa: BLE001 — report any error as feedback, not a traceback
         return None, f"calling it raised {type(e).__name__}: {e}"
 

@@ -16,7 +16,8 @@ import torch
 from ..env import pick_device_and_precision, precision_for
 from ..loss import masked_nll, n_targets
 from ..masking import IGNORE_INDEX
-from ..memory import GPT2_LARGE, GPT2_MEDIUM, GPT2_SMALL, OPTIMIZER_BYTES, ModelShape, activation_memory, static_training_memory
+from ..memory import (GPT2_LARGE, GPT2_MEDIUM, GPT2_SMALL, ModelShape, activation_memory, static_bytes,
+                      static_training_memory)
 from ..models import TINY_GPT2, tiny_model
 from ..training import evaluate
 from .feedback import attempt, verdict
@@ -432,11 +433,8 @@ def count_params_reference(n_layer: int, n_embd: int, vocab_size: int = 50257, n
     return ModelShape(n_layer, n_embd, 1, vocab_size, n_positions).n_params
 
 
-def static_memory_reference(n_params: int, optimizer: str, n_lora: int = 0) -> dict[str, int]:
-    """Exercise 2's answer: fp32 weights, gradients and optimizer states in bytes (as ``static_training_memory``)."""
-    trainable = n_lora or n_params
-    return {"weights": 4 * (n_params + n_lora), "gradients": 4 * trainable,
-            "optimizer": OPTIMIZER_BYTES[optimizer] * trainable}
+#: Exercise 2's answer: fp32 weights, gradients and optimizer states in bytes.
+static_memory_reference = static_bytes
 
 
 def lora_config_reference(r: int):

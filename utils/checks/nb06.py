@@ -17,7 +17,7 @@ from ..masking import IGNORE_INDEX, pad_collate
 from ..memory import GPT2_LARGE, GPT2_SMALL
 from ..models import TINY_GPT2, tiny_model
 from ..training import TrainConfig, flops_per_token, grad_norms_by_group, lr_at, model_part
-from .feedback import NotAttempted, attempt, verdict
+from .feedback import attempt, not_written, verdict
 
 
 def _lr_slips(step: int, max_lr: float, warmup: int, total: int, min_lr: float) -> dict[str, float]:
@@ -271,9 +271,7 @@ def finite_guard_problems(assert_finite) -> list[str]:
             absent = [x for x in must_name if x not in str(e)]
             return [f"name {' and '.join(repr(x) for x in must_name)} in the message, not only: {e}"] if absent else []
         except NotImplementedError as e:
-            raise NotAttempted("your function is not implemented yet — replace the `raise NotImplementedError(...)` "
-                               "line with your code and run the cell again (graded hints in the collapsed cells "
-                               "below)" + (f". The idea: {e}" if str(e) else "")) from None
+            raise not_written(e) from None
         except TypeError as e:
             return [f"it must accept loss_scaling=True/False: {e}"]
         except Exception as e:  # noqa: BLE001
