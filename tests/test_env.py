@@ -88,3 +88,20 @@ def test_hub_reachable_reads_HF_HUB_OFFLINE_with_env_flag(monkeypatch):
     from utils import models
     monkeypatch.setenv("HF_HUB_OFFLINE", " ON ")     # case and spaces read as in COURSE_FAST
     assert models.hub_reachable(timeout=1) is False
+
+
+def test_bitsandbytes_cpu_kernel_warning_is_quiet():
+    """Importing utils.env quiets bitsandbytes' 'Failed to load CPU gemm_4bit_forward' warning (notebook 07 showed it
+    under TRL's import on this machine); errors from that logger still show."""
+    import logging
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import utils.env  # noqa: F401
+
+    assert logging.getLogger("bitsandbytes.backends.cpu.ops").getEffectiveLevel() == logging.ERROR
+    out = subprocess.run([sys.executable, "-c", "import utils.env, bitsandbytes"], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr
+    assert "gemm_4bit_forward" not in out.stderr

@@ -14,6 +14,7 @@ Introduced in notebook 01 (every notebook's first cell: mode, device, precision,
 """
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import random
@@ -28,6 +29,11 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _TRUE = {"1", "true", "yes", "on"}
+
+# bitsandbytes ≥ 0.50 on a CPU with AVX512-BF16 logs a warning, whenever something imports it (TRL, PEFT), that an
+# optional 4-bit CPU kernel could not be downloaded. Nothing in the course runs 4-bit kernels on a CPU, and the
+# message reads like a failure to a learner; errors still show.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def env_flag(name: str) -> bool:
