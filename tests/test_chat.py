@@ -382,11 +382,11 @@ def test_chat_session_trims_keeps_system_and_resets(tiny_chat):
     assert s.messages == [{"role": "system", "content": "Be brief."}] and s.notice == ""
     reply = s.send("Hi")
     assert s.messages[1:] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": reply}]
-    assert s.notice == ""
+    assert s.dropped == 0 and "dropped" not in s.notice                       # (a random model's reply is cut)
     long = "Some background you should keep in mind. " * 8                      # ~70 tokens
     for k in range(10):
         s.send(f"Message {k}. {long}")
-        if s.notice:
+        if s.dropped:
             break
     assert s.notice and "dropped" in s.notice and f"{context_window(model)}-token" in s.notice
     assert s.messages[0] == {"role": "system", "content": "Be brief."}
@@ -452,3 +452,34 @@ def test_mask_view_sets_text_colour_for_dark_themes():
     assert len(styles) == 4 + 2
     assert all("background:" in s and re.search(r"(^|;)color:", s) for s in styles), styles
     assert "supervised" in html and "context" in html                         # the legend names both kinds
+
+
+def test_session_says_when_a_reply_was_cut(tiny_chat, monkeypatch):
+    """A reply that reaches max_new_tokens without <|im_end|> is kept as written and the notice says it was cut;
+    a finished one is stored without the marker and leaves no notice."""
+    import utils.chat as chat_mod
+    model, tok = tiny_chat
+    im_end = tok.convert_tokens_to_ids(chat_mod.IM_END)
+    hello = tok("Hello")["input_ids"]
+    s = chat_mod.ChatSession(model, tok, max_new_tokens=4)
+    monkeypatch.setattr(chat_mod, "reply_ids", lambda *a, **k: hello + [im_end])
+    assert s.send("hi") == "Hello" and (s.notice, s.cut) == ("", False) and s.messages[-1]["content"] == "Hello"
+    monkeypatch.setattr(chat_mod, "reply_ids", lambda *a, **k: hello * 4)
+    assert s.send("again") == "Hello" * 4
+    assert s.cut and "reply cut at 4 new tokens" in s.notice and s.messages[-1]["content"] == "Hello" * 4
+
+
+def test_playground_sends_on_enter(tiny_chat, monkeypatch):
+    """Enter (the box's value arriving, continuous_update=False) sends without a click; emptying the box does not."""
+    import IPython.display
+
+    import utils.chat as chat_mod
+    model, tok = tiny_chat
+    monkeypatch.setattr(chat_mod, "has_widget_frontend", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: None)
+    s = chat_mod.ChatSession(model, tok, max_new_tokens=8)
+    ui = chat_mod.chat_playground(s)
+    box = ui.children[1].children[0]
+    assert box.continuous_update is False
+    box.value = "Hello"
+    assert box.value == "" and [m["role"] for m in s.messages] == ["system", "user", "assistant"]

@@ -312,8 +312,9 @@ class ChatSession:
 
     :meth:`send` adds the user's message, drops the oldest exchanges when the history no longer fits the
     context window together with ``max_new_tokens`` (:func:`trim_history`; the system prompt always stays),
-    generates the reply with :func:`decoding_kwargs` settings and stores it. ``notice`` says what the last
-    call dropped ("" when nothing); :meth:`reset` starts over. :meth:`say` is the plain-text front-end.
+    generates the reply with :func:`decoding_kwargs` settings and stores it. After each call ``dropped`` counts
+    the messages trimmed, ``cut`` is True when the reply stopped at ``max_new_tokens`` before ``<|im_end|>``,
+    and ``notice`` says both in words ("" when neither); :meth:`reset` starts over. :meth:`say` is the plain-text front-end.
     """
 
     def __init__(self, model, tokenizer, system: str | None = "You are a helpful assistant.",
@@ -328,7 +329,7 @@ class ChatSession:
     def reset(self) -> None:
         """Forget the conversation; keep the system prompt and the settings."""
         self.messages: list[dict] = [{"role": "system", "content": self.system}] if self.system else []
-        self.notice = ""
+        self.notice, self.dropped, self.cut = "", 0, False
 
     def send(self, text: str, max_new_tokens: int | None = None, **decoding) -> str:
         """The model's reply to ``text`` given the history; both are added to the history.
@@ -341,10 +342,15 @@ class ChatSession:
         window = context_window(self.model)
         turn = {"role": "user", "content": text}
         kept = trim_history(self.messages + [turn], self.tokenizer, window - max_new_tokens)
-        dropped = len(self.messages) + 1 - len(kept)
-        self.notice = (f"(history trimmed: the {dropped} oldest messages were dropped to fit the {window}-token "
-                       f"context window with {max_new_tokens} new tokens; the system prompt stays)" if dropped else "")
-        reply = chat(self.model, self.tokenizer, kept, max_new_tokens=max_new_tokens, **kwargs)
+        new = reply_ids(self.model, self.tokenizer, kept, max_new_tokens, **kwargs)
+        finished = bool(new) and new[-1] == self.tokenizer.convert_tokens_to_ids(IM_END)
+        reply = self.tokenizer.decode(new[:-1] if finished else new)
+        self.dropped, self.cut = len(self.messages) + 1 - len(kept), not finished
+        self.notice = " ".join(filter(None, [
+            f"(history trimmed: the {self.dropped} oldest messages were dropped to fit the {window}-token context "
+            f"window with {max_new_tokens} new tokens; the system prompt stays)" if self.dropped else "",
+            f"(reply cut at {max_new_tokens} new tokens before {IM_END}: raise max new tokens for longer answers; "
+            "the cut reply stays in the history as written)" if self.cut else ""]))
         self.messages = kept + [{"role": "assistant", "content": reply}]
         return reply
 
@@ -372,7 +378,7 @@ def chat_playground(session: ChatSession, force_text: bool = False):
 
     Temperature 0 means greedy. Returns the widget (displayed) where a front-end can draw it; otherwise
     prints how to chat in plain text (``session.say("...")``) and returns None. Each reply is followed
-    by the session's trimming notice when the history was cut to fit the context window.
+    by the session's notice when the history was trimmed to fit the context window or the reply was cut.
     """
     if force_text or not has_widget_frontend():
         print("No widget front-end here: chat in plain text with session.say(\"your message\") "
@@ -394,7 +400,9 @@ def chat_playground(session: ChatSession, force_text: bool = False):
     window = context_window(session.model)
     max_new = widgets.IntSlider(value=session.max_new_tokens, min=8, max=max(8, min(512, window // 2)), step=8,
                                 description="max new tokens", layout=layout, style=style)
-    box = widgets.Text(placeholder="Type a message, then Send", layout=widgets.Layout(width="420px"))
+    # continuous_update=False: the value arrives when Enter is pressed (or the box loses focus), not per keystroke
+    box = widgets.Text(placeholder="Type a message, press Enter or Send", continuous_update=False,
+                       layout=widgets.Layout(width="420px"))
     send, reset, log = widgets.Button(description="Send"), widgets.Button(description="Reset"), widgets.Output()
 
     def on_send(_):
@@ -415,6 +423,7 @@ def chat_playground(session: ChatSession, force_text: bool = False):
             print("(conversation reset; the system prompt stays)")
 
     send.on_click(on_send)
+    box.observe(on_send, names="value")                  # Enter sends; on_send ignores the box being emptied
     reset.on_click(on_reset)
     ui = widgets.VBox([log, widgets.HBox([box, send, reset]), temperature, top_p, penalty, max_new])
     display(ui)
