@@ -419,8 +419,9 @@ def test_playground_falls_back_to_text_without_a_frontend(tiny_chat, capsys):
     assert 'session.say("your message")' in capsys.readouterr().out
 
 
-def test_playground_widgets_send_and_reset(tiny_chat, monkeypatch):
-    """The widget version, driven by clicks: Send uses the sliders' settings, Reset forgets the chat."""
+@pytest.fixture
+def playground(tiny_chat, monkeypatch):
+    """The widget playground on the tiny model, as if a front-end could draw it: (ui, session)."""
     import IPython.display
 
     import utils.chat as chat_mod
@@ -428,7 +429,12 @@ def test_playground_widgets_send_and_reset(tiny_chat, monkeypatch):
     monkeypatch.setattr(chat_mod, "has_widget_frontend", lambda: True)
     monkeypatch.setattr(IPython.display, "display", lambda *a, **k: None)
     s = chat_mod.ChatSession(model, tok, max_new_tokens=8)
-    ui = chat_mod.chat_playground(s)
+    return chat_mod.chat_playground(s), s
+
+
+def test_playground_widgets_send_and_reset(playground):
+    """The widget version: Send uses the sliders' settings, Reset forgets the chat."""
+    ui, s = playground
     log, (box, send, reset), temperature, top_p, penalty, max_new = ui.children[0], ui.children[1].children, *ui.children[2:]
     assert (temperature.value, top_p.value, penalty.value, max_new.value) == (0.0, 1.0, 1.0, 8)
     assert max_new.max <= 256 // 2                                            # never more than half the window
@@ -469,16 +475,9 @@ def test_session_says_when_a_reply_was_cut(tiny_chat, monkeypatch):
     assert s.cut and "reply cut at 4 new tokens" in s.notice and s.messages[-1]["content"] == "Hello" * 4
 
 
-def test_playground_sends_on_enter(tiny_chat, monkeypatch):
+def test_playground_sends_on_enter(playground):
     """Enter (the box's value arriving, continuous_update=False) sends without a click; emptying the box does not."""
-    import IPython.display
-
-    import utils.chat as chat_mod
-    model, tok = tiny_chat
-    monkeypatch.setattr(chat_mod, "has_widget_frontend", lambda: True)
-    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: None)
-    s = chat_mod.ChatSession(model, tok, max_new_tokens=8)
-    ui = chat_mod.chat_playground(s)
+    ui, s = playground
     box = ui.children[1].children[0]
     assert box.continuous_update is False
     box.value = "Hello"
