@@ -269,13 +269,16 @@ def reply_ids(model, tokenizer, messages, max_new_tokens: int = 64, **generate_k
     return out[0, len(ids):].tolist()
 
 
+def reply_text(new_ids: list[int], tokenizer) -> tuple[str, bool]:
+    """Generated reply ids → (text without the end-of-turn marker, whether it ended with one — False when it was
+    cut at ``max_new_tokens``)."""
+    finished = bool(new_ids) and new_ids[-1] == tokenizer.convert_tokens_to_ids(IM_END)
+    return tokenizer.decode(new_ids[:-1] if finished else new_ids), finished
+
+
 def chat(model, tokenizer, messages, max_new_tokens: int = 64, **generate_kwargs) -> str:
     """The assistant's reply to ``messages`` as text, without the end-of-turn marker."""
-    new = reply_ids(model, tokenizer, messages, max_new_tokens, **generate_kwargs)
-    im_end = tokenizer.convert_tokens_to_ids(IM_END)
-    if new and new[-1] == im_end:
-        new = new[:-1]
-    return tokenizer.decode(new)
+    return reply_text(reply_ids(model, tokenizer, messages, max_new_tokens, **generate_kwargs), tokenizer)[0]
 
 
 # --------------------------------------------------------------------------- decoding and the chat playground
@@ -342,9 +345,7 @@ class ChatSession:
         window = context_window(self.model)
         turn = {"role": "user", "content": text}
         kept = trim_history(self.messages + [turn], self.tokenizer, window - max_new_tokens)
-        new = reply_ids(self.model, self.tokenizer, kept, max_new_tokens, **kwargs)
-        finished = bool(new) and new[-1] == self.tokenizer.convert_tokens_to_ids(IM_END)
-        reply = self.tokenizer.decode(new[:-1] if finished else new)
+        reply, finished = reply_text(reply_ids(self.model, self.tokenizer, kept, max_new_tokens, **kwargs), self.tokenizer)
         self.dropped, self.cut = len(self.messages) + 1 - len(kept), not finished
         self.notice = " ".join(filter(None, [
             f"(history trimmed: the {self.dropped} oldest messages were dropped to fit the {window}-token context "
